@@ -1,0 +1,1 @@
+"""Runnable benchmarks and the real-data loaders they share with the tests (corpus, tokenizers)."""

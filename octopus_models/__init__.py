@@ -1,0 +1,1 @@
+"""The Octopus models: prompts, the embedded default base, batched constrained generation, CLI."""
