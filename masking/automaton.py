@@ -1,0 +1,338 @@
+"""Byte-level automata: an NFA builder, subset construction, minimization.
+
+Every grammar piece (a regex, a literal, a Lark rule) becomes a minimized `DFA` over bytes; larger
+pieces embed the DFAs of smaller ones into a fresh NFA and are determinized and minimized again.
+Working on minimized pieces keeps every subset construction small, and a rule used many times is
+compiled once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import GrammarCompileError
+from .regex import utf8_sequences
+
+DEAD = -1
+
+
+@dataclass(eq=False)
+class DFA:
+    """A trimmed, minimized DFA over bytes. State 0 is the start; `trans[s, b]` is DEAD (-1)
+    where no accepted string continues. Every state can reach an accepting state."""
+
+    trans: np.ndarray      # (S, 256) int32
+    accepting: np.ndarray  # (S,) bool
+    _edges: list | None = field(default=None, repr=False)
+
+    @property
+    def num_states(self) -> int:
+        return int(self.trans.shape[0])
+
+    @property
+    def is_empty(self) -> bool:
+        return self.num_states == 0
+
+    def edges(self) -> list[tuple[int, int, int, int]]:
+        """Runs of bytes with one target: (state, lo, hi, target), computed once."""
+        if self._edges is None:
+            edges = []
+            for s in range(self.num_states):
+                row = self.trans[s]
+                cuts = np.flatnonzero(row[1:] != row[:-1]) + 1
+                bounds = [0, *cuts.tolist(), 256]
+                for lo, hi in zip(bounds[:-1], bounds[1:]):
+                    t = int(row[lo])
+                    if t != DEAD:
+                        edges.append((s, lo, hi - 1, t))
+            self._edges = edges
+        return self._edges
+
+    def accepts(self, data: bytes) -> bool:
+        if self.is_empty:
+            return False
+        s = 0
+        for b in data:
+            s = int(self.trans[s, b])
+            if s == DEAD:
+                return False
+        return bool(self.accepting[s])
+
+
+def empty_dfa() -> DFA:
+    return DFA(np.zeros((0, 256), np.int32), np.zeros(0, bool))
+
+
+class NFA:
+    """A Thompson-style NFA over bytes with epsilon moves; fragments are (start, end) pairs."""
+
+    def __init__(self, max_states: int = 2_000_000):
+        self.eps: list[list[int]] = []
+        self.edges: list[list[tuple[int, int, int]]] = []
+        self.max_states = max_states
+
+    def state(self) -> int:
+        if len(self.eps) >= self.max_states:
+            raise GrammarCompileError(
+                f"the automaton grew past {self.max_states} states; bound the repetitions "
+                "or the recursion depth of the grammar")
+        self.eps.append([])
+        self.edges.append([])
+        return len(self.eps) - 1
+
+    def fragment_empty_string(self) -> tuple[int, int]:
+        a = self.state()
+        return a, a
+
+    def fragment_nothing(self) -> tuple[int, int]:
+        """A fragment that matches no string at all."""
+        return self.state(), self.state()
+
+    def fragment_bytes(self, data: bytes) -> tuple[int, int]:
+        start = cur = self.state()
+        for b in data:
+            nxt = self.state()
+            self.edges[cur].append((b, b, nxt))
+            cur = nxt
+        return start, cur
+
+    def fragment_codepoints(self, ranges) -> tuple[int, int]:
+        start, end = self.state(), self.state()
+        for lo, hi in ranges:
+            for seq in utf8_sequences(lo, hi):
+                cur = start
+                for i, (blo, bhi) in enumerate(seq):
+                    nxt = end if i == len(seq) - 1 else self.state()
+                    self.edges[cur].append((blo, bhi, nxt))
+                    cur = nxt
+        return start, end
+
+    def concat(self, frags) -> tuple[int, int]:
+        frags = list(frags)
+        if not frags:
+            return self.fragment_empty_string()
+        for (_, a_end), (b_start, _) in zip(frags[:-1], frags[1:]):
+            self.eps[a_end].append(b_start)
+        return frags[0][0], frags[-1][1]
+
+    def union(self, frags) -> tuple[int, int]:
+        start, end = self.state(), self.state()
+        for f_start, f_end in frags:
+            self.eps[start].append(f_start)
+            self.eps[f_end].append(end)
+        return start, end
+
+    # Fragment ends never have outgoing moves of their own (only the continuation added later),
+    # while starts may have incoming ones (a star's hub); so `optional` and `star` add fresh states.
+    def optional(self, frag) -> tuple[int, int]:
+        start = self.state()
+        self.eps[start].extend(frag)
+        return start, frag[1]
+
+    def star(self, frag) -> tuple[int, int]:
+        hub, end = self.state(), self.state()
+        f_start, f_end = frag
+        self.eps[hub].extend((f_start, end))
+        self.eps[f_end].append(hub)
+        return hub, end
+
+    def repeat(self, make, lo: int, hi: int | None) -> tuple[int, int]:
+        """`make()` builds a fresh copy of the repeated fragment each call."""
+        parts = [make() for _ in range(lo)]
+        if hi is None:
+            parts.append(self.star(make()))
+        else:
+            # nested optionals: x{0,3} = (x(x(x)?)?)?
+            tail = None
+            for _ in range(hi - lo):
+                piece = make()
+                tail = self.optional(piece if tail is None else self.concat([piece, tail]))
+            if tail is not None:
+                parts.append(tail)
+        return self.concat(parts)
+
+    def embed(self, dfa: DFA) -> tuple[int, int]:
+        """Copy a DFA in as a fragment (its accepting states lead to the fragment's end)."""
+        if dfa.is_empty:
+            return self.fragment_nothing()
+        base = len(self.eps)
+        for _ in range(dfa.num_states):
+            self.state()
+        end = self.state()
+        edges = self.edges
+        for s, lo, hi, t in dfa.edges():
+            edges[base + s].append((lo, hi, base + t))
+        for s in np.flatnonzero(dfa.accepting).tolist():
+            self.eps[base + s].append(end)
+        return base, end
+
+    def to_dfa(self, frag: tuple[int, int], max_states: int = 1_000_000) -> DFA:
+        return minimize(*determinize(self, frag, max_states))
+
+
+def _byte_classes(nfa: NFA, states) -> np.ndarray:
+    """Bytes that no edge tells apart share a class; returns class id per byte."""
+    cuts = np.zeros(257, bool)
+    for s in states:
+        for lo, hi, _ in nfa.edges[s]:
+            cuts[lo] = True
+            cuts[hi + 1] = True
+    cuts[0] = False
+    return np.cumsum(cuts[:256]).astype(np.int32)
+
+
+def determinize(nfa: NFA, frag: tuple[int, int], max_states: int):
+    start, end = frag
+    eps = nfa.eps
+
+    # only the part reachable from `start` matters
+    reach, stack = {start}, [start]
+    while stack:
+        s = stack.pop()
+        for t in eps[s]:
+            if t not in reach:
+                reach.add(t)
+                stack.append(t)
+        for _, _, t in nfa.edges[s]:
+            if t not in reach:
+                reach.add(t)
+                stack.append(t)
+    byte_class = _byte_classes(nfa, reach)
+    num_classes = int(byte_class[-1]) + 1
+    class_edges = {s: [(int(byte_class[lo]), int(byte_class[hi]), t) for lo, hi, t in nfa.edges[s]]
+                   for s in reach}
+
+    closure_memo: dict[int, frozenset] = {}
+
+    def closure_of(s: int) -> frozenset:
+        got = closure_memo.get(s)
+        if got is None:
+            seen, todo = {s}, [s]
+            while todo:
+                x = todo.pop()
+                for y in eps[x]:
+                    if y not in seen:
+                        seen.add(y)
+                        todo.append(y)
+            # keep only states that do something (have edges) or are the end
+            got = frozenset(x for x in seen if class_edges[x] or x == end)
+            closure_memo[s] = got
+        return got
+
+    def closure(states) -> frozenset:
+        out = set()
+        for s in states:
+            out |= closure_of(s)
+        return frozenset(out)
+
+    first = closure((start,))
+    index = {first: 0}
+    sets = [first]
+    rows: list[list[int]] = []
+    i = 0
+    while i < len(sets):
+        current = sets[i]
+        i += 1
+        moves: dict[int, set] = {}
+        for s in current:
+            for clo, chi, t in class_edges[s]:
+                for c in range(clo, chi + 1):
+                    got = moves.get(c)
+                    if got is None:
+                        moves[c] = {t}
+                    else:
+                        got.add(t)
+        row = [DEAD] * num_classes
+        by_targets: dict[frozenset, int] = {}
+        for c, targets in moves.items():
+            key = frozenset(targets)
+            d = by_targets.get(key)
+            if d is None:
+                target_set = closure(key)
+                d = index.get(target_set)
+                if d is None:
+                    if len(sets) >= max_states:
+                        raise GrammarCompileError(
+                            f"the DFA grew past {max_states} states; bound the repetitions or "
+                            "the recursion depth of the grammar")
+                    d = len(sets)
+                    index[target_set] = d
+                    sets.append(target_set)
+                by_targets[key] = d
+            row[c] = d
+        rows.append(row)
+    trans = np.array(rows, dtype=np.int32).reshape(len(rows), num_classes)
+    accepting = np.array([end in s for s in sets], dtype=bool)
+    return trans, accepting, byte_class
+
+
+def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -> DFA:
+    """Moore partition refinement on the class-compressed table, then trim and renumber BFS-first."""
+    n, k = trans.shape
+    if n == 0:
+        return empty_dfa()
+    dead = n
+    table = np.vstack([np.where(trans < 0, dead, trans), np.full((1, k), dead, np.int32)])
+    part = np.append(accepting, False).astype(np.int32)
+    count = len(np.unique(part))
+    while True:
+        sig = np.ascontiguousarray(np.concatenate([part[:, None], part[table]], axis=1))
+        raw, width = sig.tobytes(), sig.shape[1] * 4
+        ids: dict[bytes, int] = {}
+        new = np.fromiter((ids.setdefault(raw[i:i + width], len(ids))
+                           for i in range(0, len(raw), width)), np.int32, n + 1)
+        part = new
+        if len(ids) == count:
+            break
+        count = len(ids)
+    dead_class = part[dead]
+    # one representative per class
+    rep = np.full(count, -1, np.int64)
+    rep[part[::-1]] = np.arange(n, -1, -1)  # lowest index wins
+    # BFS from the start's class, skipping the dead class
+    order = {}
+    queue = [int(part[0])]
+    if queue[0] == dead_class:
+        return empty_dfa()
+    order[queue[0]] = 0
+    qi = 0
+    while qi < len(queue):
+        c = queue[qi]
+        qi += 1
+        for t in part[table[rep[c]]].tolist():
+            if t != dead_class and t not in order:
+                order[t] = len(queue)
+                queue.append(t)
+    lookup = np.full(count, DEAD, np.int32)
+    for c, idx in order.items():
+        lookup[c] = idx
+    reps = rep[np.array(queue)]
+    new_trans = lookup[part[table[reps]]]          # (S', K)
+    new_acc = accepting[reps]
+    full = new_trans[:, byte_class]                # expand classes to 256 bytes
+    return DFA(np.ascontiguousarray(full, dtype=np.int32), np.asarray(new_acc, bool))
+
+
+def regex_tree_to_dfa(tree, where: str = "regex") -> DFA:
+    """Compile a syntax tree from `regex.parse_regex` / `regex.literal`."""
+    nfa = NFA()
+
+    def build(node):
+        kind = node[0]
+        if kind == "set":
+            return nfa.fragment_codepoints(node[1])
+        if kind == "cat":
+            return nfa.concat([build(x) for x in node[1]])
+        if kind == "alt":
+            return nfa.union([build(x) for x in node[1]])
+        if kind == "rep":
+            _, inner, lo, hi = node
+            if (hi if hi is not None else lo) > 10_000:
+                raise GrammarCompileError(f"repetition bound {hi or lo} is too large to unroll",
+                                          where=where)
+            return nfa.repeat(lambda: build(inner), lo, hi)
+        raise AssertionError(kind)
+
+    return nfa.to_dfa(build(tree))

@@ -1,0 +1,210 @@
+"""`TokenFSM`: the compiled, per-state masks and next states of one grammar for one vocabulary.
+
+States are computed on first use (`lazy=True`) or all at once; `tables()` computes every state
+and returns the flat tensors the kernels layer loads onto a device. A state from which no
+sequence of tokens can finish the grammar (possible only when the vocabulary cannot spell some
+byte the grammar needs) is removed when all states are computed; lazily compiled FSMs check up
+front that the vocabulary spells every byte the grammar uses, and compile eagerly otherwise.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+
+from .automaton import DEAD, DFA
+from .errors import GrammarCompileError
+from .token_fsm import RowStore, StateResult, cross_state, state_result
+from .vocab_index import VocabIndex
+
+
+def bitmask_words(vocab_size: int) -> int:
+    return (vocab_size + 31) // 32
+
+
+class TokenFSM:
+    """Allowed tokens and next states per state; state 0 is the start (`start_state`)."""
+
+    def __init__(self, dfa: DFA, index: VocabIndex, eos_token_ids: list[int], *, lazy: bool,
+                 key: str = ""):
+        self.dfa = dfa
+        self.index = index
+        self.vocab_size = index.size
+        self.words = bitmask_words(index.size)
+        self.eos_token_ids = list(eos_token_ids)
+        self.start_state = 0
+        self.key = key
+        self._rows = RowStore(self.words)
+        self._states: list[StateResult | None] = [None] * dfa.num_states
+        self._exc_maps: list[dict | None] = [None] * dfa.num_states
+        self._complete = False
+        used = np.flatnonzero((dfa.trans != DEAD).any(axis=0))
+        self.spells_all_bytes = bool(index.single_byte[used].all())
+        if not lazy or not self.spells_all_bytes:
+            self.compile_all()
+
+    # -- construction --------------------------------------------------------------------------
+    @property
+    def num_states(self) -> int:
+        return len(self._states)
+
+    def state(self, s: int) -> StateResult:
+        got = self._states[s]
+        if got is None:
+            ids, nxt, loop_mask = cross_state(self.dfa, self.index, s)
+            got = state_result(s, ids, nxt, loop_mask, bool(self.dfa.accepting[s]),
+                               self.eos_token_ids, self.vocab_size, self.words, self._rows)
+            self._states[s] = got
+        return got
+
+    def compile_all(self) -> "TokenFSM":
+        """Compute every reachable state, then drop states that can never finish."""
+        if self._complete:
+            return self
+        seen = {0}
+        queue = deque([0])
+        while queue:
+            s = queue.popleft()
+            r = self.state(s)
+            targets = set(r.exc_next.tolist())
+            if r.default >= 0:
+                targets.add(r.default)
+            for t in targets:
+                if t not in seen:
+                    seen.add(t)
+                    queue.append(t)
+        self._prune_dead_ends(seen)
+        for s in range(self.num_states):  # byte-reachable only: no token sequence gets there
+            if self._states[s] is None:
+                self._states[s] = state_result(s, np.zeros(0, np.int64), np.zeros(0, np.int64), None,
+                                               False, [], self.vocab_size, self.words, self._rows)
+        self._complete = True
+        return self
+
+    def _prune_dead_ends(self, reachable: set[int]) -> None:
+        # a state is live if it is accepting or some allowed token leads to a live state
+        live = {s for s in reachable if self.dfa.accepting[s]}
+        preds: dict[int, set[int]] = {}
+        for s in reachable:
+            r = self._states[s]
+            for t in set(r.exc_next.tolist()) | ({r.default} if r.default >= 0 else set()):
+                preds.setdefault(t, set()).add(s)
+        queue = deque(live)
+        while queue:
+            t = queue.popleft()
+            for p in preds.get(t, ()):
+                if p not in live:
+                    live.add(p)
+                    queue.append(p)
+        if len(live) == len(reachable):
+            return
+        if 0 not in live:
+            raise GrammarCompileError("this vocabulary cannot spell any string of the grammar",
+                                      where="compile_grammar")
+        # rebuild the states that can reach a dead one, without the tokens that lead there
+        for s in live:
+            r = self._states[s]
+            nexts = set(r.exc_next.tolist()) | ({r.default} if r.default >= 0 else set())
+            if nexts <= live:
+                continue
+            ids, nxt, loop_mask = cross_state(self.dfa, self.index, s)
+            keep = np.isin(nxt, list(live))
+            self._states[s] = state_result(s, ids[keep], nxt[keep], loop_mask,
+                                           bool(self.dfa.accepting[s]), self.eos_token_ids,
+                                           self.vocab_size, self.words, self._rows)
+        for s in reachable - live:
+            self._states[s] = state_result(s, np.zeros(0, np.int64), np.zeros(0, np.int64), None,
+                                           False, [], self.vocab_size, self.words, self._rows)
+
+    # -- queries -------------------------------------------------------------------------------
+    def is_accepting(self, s: int) -> bool:
+        return bool(self.dfa.accepting[s])
+
+    def is_allowed(self, s: int, token_id: int) -> bool:
+        if not 0 <= token_id < self.vocab_size:
+            return False
+        row = self._rows.rows[self.state(s).row]
+        return bool((int(row[token_id >> 5]) >> (token_id & 31)) & 1)
+
+    def next_state(self, s: int, token_id: int) -> int:
+        """The state after `token_id` (which must be allowed in `s`)."""
+        r = self.state(s)
+        exc = self._exc_maps[s]
+        if exc is None:
+            exc = dict(zip(r.exc_tokens.tolist(), r.exc_next.tolist()))
+            self._exc_maps[s] = exc
+        return exc.get(token_id, r.default)
+
+    def allowed_tokens(self, s: int) -> list[int]:
+        row = self._rows.rows[self.state(s).row]
+        bits = np.unpackbits(row.view(np.uint8), bitorder="little")[: self.vocab_size]
+        return np.flatnonzero(bits).tolist()
+
+    def single_token(self, s: int) -> int:
+        return self.state(s).single
+
+    def mask_row(self, s: int) -> torch.Tensor:
+        return self._rows.tensor()[self.state(s).row]
+
+    def matcher(self) -> "Matcher":
+        from .matcher import Matcher
+        return Matcher(self)
+
+    # -- device tables -------------------------------------------------------------------------
+    def tables(self) -> dict:
+        """Every state's mask and transitions as flat tensors (the kernels layer's format)."""
+        self.compile_all()
+        states = self._states
+        counts = np.array([r.exc_tokens.size for r in states], np.int64)
+        offsets = np.zeros(len(states) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int32)  # noqa: E731
+        return {
+            "mask_rows": self._rows.tensor().clone(),
+            "state_row": torch.tensor([r.row for r in states], dtype=torch.int32),
+            "default_next": torch.tensor([r.default for r in states], dtype=torch.int32),
+            "trans_offsets": torch.from_numpy(offsets),
+            "trans_tokens": torch.from_numpy(cat([r.exc_tokens for r in states]).astype(np.int32)),
+            "trans_next": torch.from_numpy(cat([r.exc_next for r in states]).astype(np.int32)),
+            "accepting": torch.from_numpy(self.dfa.accepting.copy()),
+            "single_token": torch.tensor([r.single for r in states], dtype=torch.int32),
+            "start_state": self.start_state,
+            "vocab_size": self.vocab_size,
+            "eos_token_id": self.eos_token_ids[0] if self.eos_token_ids else -1,
+        }
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the compiled masks and transitions (not the DFA)."""
+        rows = sum(r.nbytes for r in self._rows.rows)
+        trans = sum(r.exc_tokens.nbytes + r.exc_next.nbytes for r in self._states if r is not None)
+        return rows + trans + 16 * self.num_states
+
+    @classmethod
+    def from_tables(cls, tables: dict, dfa: DFA, index: VocabIndex, eos_token_ids: list[int],
+                    key: str = "") -> "TokenFSM":
+        """Rebuild a complete FSM from `tables()` output (used by the on-disk cache)."""
+        self = cls.__new__(cls)
+        self.dfa, self.index = dfa, index
+        self.vocab_size = index.size
+        self.words = bitmask_words(index.size)
+        self.eos_token_ids = list(eos_token_ids)
+        self.start_state = int(tables["start_state"])
+        self.key = key
+        self._rows = RowStore(self.words)
+        for row in tables["mask_rows"].numpy():
+            self._rows.add(np.ascontiguousarray(row))
+        offsets = tables["trans_offsets"].numpy()
+        toks, nxt = tables["trans_tokens"].numpy(), tables["trans_next"].numpy()
+        single = tables["single_token"].numpy()
+        rows_np = [np.unpackbits(r.view(np.uint8)).sum() for r in self._rows.rows]
+        self._states = [
+            StateResult(int(r), int(d), toks[offsets[s]:offsets[s + 1]], nxt[offsets[s]:offsets[s + 1]],
+                        int(rows_np[int(r)]), int(single[s]))
+            for s, (r, d) in enumerate(zip(tables["state_row"].tolist(), tables["default_next"].tolist()))
+        ]
+        self._exc_maps = [None] * len(self._states)
+        self._complete = True
+        self.spells_all_bytes = True
+        return self
