@@ -148,6 +148,14 @@ class TokenFSM:
     def mask_row(self, s: int) -> torch.Tensor:
         return self._rows.tensor()[self.state(s).row]
 
+    def finished_row(self) -> torch.Tensor:
+        """The mask after EOS was consumed: only EOS again (what padding of a finished row needs)."""
+        if getattr(self, "_finished_row", None) is None:
+            bits = np.zeros(self.words * 32, bool)
+            bits[self.eos_token_ids] = True
+            self._finished_row = torch.from_numpy(np.packbits(bits, bitorder="little").view(np.int32))
+        return self._finished_row
+
     def matcher(self) -> "Matcher":
         from .matcher import Matcher
         return Matcher(self)

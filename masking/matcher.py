@@ -65,12 +65,7 @@ class Matcher:
         """Write the allowed-token mask into `bitmask` (a row of int32 words, or row `index` of a
         2-D bitmask). A finished sequence allows only EOS."""
         target = bitmask if index is None else bitmask[index]
-        if self._finished[-1]:
-            target.zero_()
-            for e in self.fsm.eos_token_ids:
-                target[e >> 5] |= _bit(e)
-            return
-        target.copy_(self.fsm.mask_row(self.state))
+        target.copy_(self.fsm.finished_row() if self._finished[-1] else self.fsm.mask_row(self.state))
 
     def allowed_tokens(self) -> list[int]:
         return [] if self._finished[-1] else self.fsm.allowed_tokens(self.state)
@@ -91,7 +86,3 @@ class Matcher:
                 return out
             s = self.fsm.next_state(s, t)
 
-
-def _bit(token_id: int) -> int:
-    b = 1 << (token_id & 31)
-    return b - (1 << 32) if b >= 1 << 31 else b

@@ -1,0 +1,154 @@
+"""The grammar → DFA compiler against Lark's own parser (Earley, complete dynamic lexer)."""
+
+import random
+
+import lark
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from octogram.masking import GrammarCompileError
+from octogram.masking.grammar import compile_lark
+
+
+def sample_dfa(dfa, rng, stop=0.2, max_len=80):
+    """A random string of the DFA's language (every state can reach acceptance)."""
+    s, out = 0, bytearray()
+    while True:
+        allowed = np.flatnonzero(dfa.trans[s] != -1)
+        if dfa.accepting[s] and (not allowed.size or rng.random() < stop or len(out) > max_len):
+            return bytes(out)
+        ascii_ = allowed[allowed < 128]
+        b = int(rng.choice(ascii_ if ascii_.size and rng.random() < 0.9 else allowed))
+        out.append(b)
+        s = int(dfa.trans[s, b])
+
+
+def lark_parser(text):
+    return lark.Lark(text, parser="earley", lexer="dynamic_complete")
+
+
+def accepts(parser, text: str) -> bool:
+    try:
+        parser.parse(text)
+        return True
+    except lark.exceptions.LarkError:
+        return False
+
+
+# random non-recursive grammars: rule i only refers to rules j > i
+ATOMS = ['"a"', '"b"', '"ab"', '"("', '")"', '","', "/[0-9]+/", "/[a-c]/", "NUM", '"x"i', "/é|ü/",
+         '"q".."s"', "STR"]
+
+
+@st.composite
+def grammars(draw):
+    n = draw(st.integers(1, 4))
+    rules = []
+    for i in range(n):
+        def item(depth=0):
+            choices = ATOMS + [f"r{j}" for j in range(i + 1, n)]
+            base = draw(st.sampled_from(choices))
+            if depth < 1 and draw(st.booleans()):
+                inner = " ".join(item(depth + 1) for _ in range(draw(st.integers(1, 2))))
+                base = f"({inner})"
+            return base + draw(st.sampled_from(["", "", "?", "*", "+", " ~ 2", " ~ 0..2"]))
+        alts = [" ".join(item() for _ in range(draw(st.integers(1, 3))))
+                for _ in range(draw(st.integers(1, 3)))]
+        rules.append(f"r{i}: " + " | ".join(alts))
+    return ("start: r0\n" + "\n".join(rules) + '\nNUM: /-?[0-9]+(\\.[0-9]+)?/\n'
+            "%import common.ESCAPED_STRING -> STR\n")
+
+
+@settings(max_examples=60, deadline=None)
+@given(grammars(), st.integers(0, 2**32 - 1))
+def test_dfa_strings_parse_with_lark(text, seed):
+    dfa = compile_lark(text).dfa
+    parser = lark_parser(text)
+    rng = random.Random(seed)
+    for _ in range(15):
+        sample = sample_dfa(dfa, rng).decode()
+        assert accepts(parser, sample), (text, sample)
+
+
+@settings(max_examples=40, deadline=None)
+@given(grammars(), st.lists(st.text(alphabet='ab(),x0123é"\\', max_size=8), min_size=30, max_size=30))
+def test_dfa_and_lark_agree_on_arbitrary_strings(text, samples):
+    dfa = compile_lark(text).dfa
+    parser = lark_parser(text)
+    for s in samples:
+        assert dfa.accepts(s.encode()) == accepts(parser, s), (text, s)
+
+
+JSON = r"""
+?start: value
+?value: object | array | ESCAPED_STRING | SIGNED_NUMBER | "true" | "false" | "null"
+array: "[" [value ("," value)*] "]"
+object: "{" [pair ("," pair)*] "}"
+pair: ESCAPED_STRING ":" value
+%import common.ESCAPED_STRING
+%import common.SIGNED_NUMBER
+%import common.WS
+%ignore WS
+"""
+
+
+def nesting(text: str) -> int:
+    depth = best = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            esc, in_str = (not esc and ch == "\\"), in_str and not (ch == '"' and not esc)
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_recursion_unrolled_to_depth(depth):
+    compiled = compile_lark(JSON, max_recursion_depth=depth)
+    assert compiled.recursive_rules == ("value",)
+    parser = lark_parser(JSON)
+    rng = random.Random(depth)
+    deepest = 0
+    for _ in range(200):
+        s = sample_dfa(compiled.dfa, rng, stop=0.3).decode()
+        assert accepts(parser, s), s
+        deepest = max(deepest, nesting(s))
+    # `value` nests `depth` times below the start: depth-1 levels of brackets inside the first
+    assert deepest <= depth
+    ok = "[" * (depth - 1) + "1" + "]" * (depth - 1)
+    too_deep = "[" * depth + "1" + "]" * depth
+    assert compiled.dfa.accepts(ok.encode())
+    assert not compiled.dfa.accepts(too_deep.encode())
+    assert compiled.dfa.accepts(b' { "a" : [ 1 , "x\\"y" ] } ') == (depth >= 3)
+
+
+def test_mandatory_recursion_past_the_depth_is_an_error():
+    with pytest.raises(GrammarCompileError, match="max_recursion_depth=2.*recursive rules: a"):
+        compile_lark('start: a\na: "(" a ")"\n', max_recursion_depth=2)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("start: foo\n", "foo"),                                  # undefined rule
+    ('start: "a"\nstart: "b"\n', "start"),                     # duplicate rule
+    ('start: A\nA: /(?=x)x/\n', "lookaround"),                 # unsupported regex, named
+    ('start: "a" (\n', "grammar"),                              # syntax error
+    ('s: "a"\n', "start"),                                     # no start rule
+    ('start: _t{"a"}\n_t{x}: x\n', "template"),
+])
+def test_bad_grammars_are_clear_errors(text, message):
+    with pytest.raises(GrammarCompileError, match=message):
+        compile_lark(text)
+
+
+def test_unsupported_regex_names_the_terminal():
+    with pytest.raises(GrammarCompileError, match="terminal WORD") as err:
+        compile_lark('start: WORD\nWORD: /^[a-z]+/\n')
+    assert "anchor" in str(err.value)

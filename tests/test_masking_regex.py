@@ -1,0 +1,76 @@
+"""The regex compiler against Python's own `re`, on generated patterns and strings."""
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from octogram.masking import GrammarCompileError
+from octogram.masking.automaton import regex_tree_to_dfa
+from octogram.masking.regex import parse_regex, utf8_sequences
+
+ALPHABET = "ab\"\\\n.-09éあ😀"
+
+
+def _atoms():
+    return st.sampled_from(["a", "b", ".", "[ab]", "[^a]", "[0-9]", r"\d", r"\w", r"\s", r"\.",
+                            "é", "[à-ÿ]", "[^\"\\\\\n]", r"\\.", "(?:ab)", "(a|b)", "[a-c0-9_]"])
+
+
+@st.composite
+def patterns(draw, depth=0):
+    if depth > 2:
+        return draw(_atoms())
+    kind = draw(st.sampled_from(["atom", "cat", "alt", "rep"]))
+    if kind == "atom":
+        return draw(_atoms())
+    if kind == "cat":
+        return "".join(draw(st.lists(patterns(depth + 1), min_size=1, max_size=3)))
+    if kind == "alt":
+        return "(?:" + "|".join(draw(st.lists(patterns(depth + 1), min_size=2, max_size=3))) + ")"
+    q = draw(st.sampled_from(["*", "+", "?", "{2}", "{1,3}", "{0,2}", "*?", "{2,}"]))
+    return "(?:" + draw(patterns(depth + 1)) + ")" + q
+
+
+@settings(max_examples=150, deadline=None)
+@given(patterns(), st.lists(st.text(alphabet=ALPHABET, max_size=6), min_size=20, max_size=20))
+def test_regex_dfa_agrees_with_re(pattern, texts):
+    dfa = regex_tree_to_dfa(parse_regex(pattern))
+    rx = re.compile(pattern)
+    for text in texts:
+        assert dfa.accepts(text.encode()) == bool(rx.fullmatch(text)), (pattern, text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 0x10FFFF), st.integers(0, 0x10FFFF))
+def test_utf8_sequences_cover_exactly_the_range(a, b):
+    lo, hi = min(a, b), min(max(a, b), min(a, b) + 3000)
+    seqs = utf8_sequences(lo, hi)
+    for cp in list(range(lo, min(hi, lo + 40) + 1)) + [hi]:
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        enc = chr(cp).encode()
+        assert any(len(s) == len(enc) and all(x <= y <= z for (x, z), y in zip(s, enc)) for s in seqs)
+    for s in seqs:  # nothing outside the range
+        low = bytes(x for x, _ in s).decode()
+        high = bytes(z for _, z in s).decode()
+        assert lo <= ord(low) <= hi and lo <= ord(high) <= hi
+
+
+@pytest.mark.parametrize("pattern, what", [
+    ("^ab", "anchor"), ("a$", "anchor"), (r"\bfoo", "anchor"), ("(?=a)b", "lookaround"),
+    ("(?<!a)b", "lookaround"), (r"(a)\1", "backreference"), ("(?i)a", "inline flags"),
+    ("a++", "possessive"), ("[ab", "unterminated"), ("(ab", "missing ')'"), ("a**", "multiple repeat"),
+])
+def test_unsupported_regex_is_a_clear_error(pattern, what):
+    with pytest.raises(GrammarCompileError, match=re.escape(what)) as err:
+        parse_regex(pattern, where="terminal NAME")
+    assert "terminal NAME" in str(err.value) and "position" in str(err.value)
+
+
+def test_ignore_case_flag():
+    dfa = regex_tree_to_dfa(parse_regex("true|é", "i"))
+    for s in ["TRUE", "True", "tRuE", "É", "é"]:
+        assert dfa.accepts(s.encode())
+    assert not dfa.accepts(b"tru")
