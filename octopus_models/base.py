@@ -227,7 +227,7 @@ def apply_lora(model: torch.nn.Module, adapter: str | Path) -> list[str]:
                                "weights of linear layers are supported)")
 
     modules = dict(model.named_modules())
-    merged = []
+    plan = []  # everything is checked before any weight changes
     for name, pair in sorted(pairs.items()):
         if set(pair) != {"lora_A", "lora_B"}:
             raise AdapterError(f"{weights_path}: module '{name}' lacks lora_A or lora_B")
@@ -243,10 +243,12 @@ def apply_lora(model: torch.nn.Module, adapter: str | Path) -> list[str]:
             raise AdapterError(f"{weights_path}: '{name}' has lora_A {tuple(a.shape)} and lora_B "
                                f"{tuple(b.shape)}; the base layer needs {expected[0]} and "
                                f"{expected[1]}")
-        with torch.no_grad():
+        plan.append((name, layer, a, b))
+    if not plan:
+        raise AdapterError(f"{weights_path}: no LoRA weights found")
+    with torch.no_grad():
+        for _, layer, a, b in plan:
             delta = (b.to(torch.float32) @ a.to(torch.float32)) * scale
             layer.weight += delta.to(device=layer.weight.device, dtype=layer.weight.dtype)
-        merged.append(name)
-    if not merged:
-        raise AdapterError(f"{weights_path}: no LoRA weights found")
+    merged = [name for name, *_ in plan]
     return merged

@@ -1,0 +1,151 @@
+"""Base-model loading: LoRA merging against an unmerged forward, adapter errors, atomic conversion."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from octogram.octopus_models import base
+from octogram.octopus_models.base import AdapterError, ModelLoadError, apply_lora, load_model
+
+
+def _tiny_model_dir(path: Path) -> Path:
+    """A random 2-layer Llama with a word-level tokenizer, saved as a HF folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    LlamaForCausalLM(config).save_pretrained(path)
+    words = ["<pad>", "<s>", "</s>", "<unk>"] + [f"w{i}" for i in range(60)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>",
+                            eos_token="</s>", unk_token="<unk>").save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return _tiny_model_dir(tmp_path_factory.mktemp("tiny"))
+
+
+def _write_adapter(path: Path, model, targets, r=4, alpha=8.0, prefix="base_model.model.",
+                   rslora=False, seed=1) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    tensors, pairs = {}, {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets:
+            a = torch.randn(r, module.in_features, generator=gen) * 0.2
+            b = torch.randn(module.out_features, r, generator=gen) * 0.2
+            tensors[f"{prefix}{name}.lora_A.weight"] = a
+            tensors[f"{prefix}{name}.lora_B.weight"] = b
+            pairs[name] = (a, b)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path / "adapter_model.safetensors"))
+    (path / "adapter_config.json").write_text(json.dumps(
+        {"r": r, "lora_alpha": alpha, "target_modules": list(targets), "use_rslora": rslora}))
+    return pairs
+
+
+@pytest.mark.parametrize("prefix, rslora", [("base_model.model.", False), ("", True)])
+def test_merged_adapter_equals_unmerged_lora_forward(tiny_dir, tmp_path, prefix, rslora):
+    base_model, _ = load_model(tiny_dir, quiet=True)
+    r, alpha = 4, 8.0
+    pairs = _write_adapter(tmp_path / "adapter", base_model, ["q_proj", "v_proj", "down_proj"],
+                           r=r, alpha=alpha, prefix=prefix, rslora=rslora)
+    scale = alpha / math.sqrt(r) if rslora else alpha / r
+
+    # Reference: the base model with the LoRA branch added at run time, x A^T B^T scaled.
+    modules = dict(base_model.named_modules())
+    hooks = [modules[name].register_forward_hook(
+        lambda mod, inp, out, a=a, b=b: out + scale * (inp[0] @ a.T @ b.T))
+        for name, (a, b) in pairs.items()]
+    ids = torch.randint(4, 64, (2, 9), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = base_model(ids).logits
+        for h in hooks:
+            h.remove()
+        plain = base_model(ids).logits
+    merged, _ = load_model(tiny_dir, adapter=tmp_path / "adapter" / "adapter_model.safetensors",
+                           quiet=True)
+    with torch.no_grad():
+        got = merged(ids).logits
+    assert not torch.allclose(plain, expected, atol=1e-3)  # the adapter does change the output
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_adapter_shape_mismatch_names_the_module_and_changes_nothing(tiny_dir, tmp_path):
+    model, _ = load_model(tiny_dir, quiet=True)
+    _write_adapter(tmp_path, model, ["q_proj", "v_proj"], r=4)
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(tmp_path / "adapter_model.safetensors"))
+    last = "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"  # merged last
+    tensors[last] = tensors[last][:, :3].contiguous()
+    save_file(tensors, str(tmp_path / "adapter_model.safetensors"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(AdapterError, match=r"model\.layers\.1\.self_attn\.v_proj"):
+        apply_lora(model, tmp_path)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(use_dora=True), "use_dora"),
+    (lambda c: c.update(target_modules=["k_proj"]), "not in target_modules"),
+    (lambda c: c.pop("lora_alpha"), "lora_alpha"),
+])
+def test_adapter_config_problems_are_refused(tiny_dir, tmp_path, edit, message):
+    model, _ = load_model(tiny_dir, quiet=True)
+    _write_adapter(tmp_path, model, ["q_proj"])
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    edit(config)
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(AdapterError, match=message):
+        apply_lora(model, tmp_path)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_adapter_with_unknown_tensor_is_refused(tiny_dir, tmp_path):
+    model, _ = load_model(tiny_dir, quiet=True)
+    _write_adapter(tmp_path, model, ["q_proj"])
+    save_file({"base_model.model.lm_head.lora_embedding_A": torch.zeros(2, 2)},
+              str(tmp_path / "adapter_model.safetensors"))
+    with pytest.raises(AdapterError, match="lora_embedding_A"):
+        apply_lora(model, tmp_path)
+
+
+def test_missing_model_folder_is_a_typed_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(tmp_path / "nope", quiet=True)
+    with pytest.raises(ModelLoadError, match="config.json"):
+        load_model(tmp_path, quiet=True)
+
+
+def test_interrupted_conversion_leaves_no_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
+
+    def killed(packaged, out, *, quiet):
+        (out / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(base, "_convert_gguf", killed)
+    with pytest.raises(KeyboardInterrupt):
+        base.default_model_dir(quiet=True)
+    assert list((tmp_path / "models").iterdir()) == []
+
+    def whole(packaged, out, *, quiet):
+        (out / "config.json").write_text("{}")
+        (out / base._MARKER).write_text("{}")
+
+    monkeypatch.setattr(base, "_convert_gguf", whole)
+    target = base.default_model_dir(quiet=True)
+    assert target.parent == tmp_path / "models" and (target / "config.json").is_file()
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [target.name]
