@@ -50,6 +50,26 @@ class DFA:
             self._edges = edges
         return self._edges
 
+    def successors(self) -> list[list[int]]:
+        if getattr(self, "_succ", None) is None:
+            self._succ = [sorted(set(row[row != DEAD].tolist())) for row in self.trans]
+        return self._succ
+
+    def allowed_bytes(self) -> list[list[int]]:
+        """Per state, the bytes that do not lead to DEAD."""
+        if getattr(self, "_allowed", None) is None:
+            self._allowed = [np.flatnonzero(row != DEAD).tolist() for row in self.trans]
+        return self._allowed
+
+    def predecessors(self) -> list[list[int]]:
+        if getattr(self, "_pred", None) is None:
+            pred: list[list[int]] = [[] for _ in range(self.num_states)]
+            for s, targets in enumerate(self.successors()):
+                for t in targets:
+                    pred[t].append(s)
+            self._pred = pred
+        return self._pred
+
     def accepts(self, data: bytes) -> bool:
         if self.is_empty:
             return False
@@ -268,6 +288,31 @@ def determinize(nfa: NFA, frag: tuple[int, int], max_states: int):
     return trans, accepting, byte_class
 
 
+def _weights(n: int) -> np.ndarray:
+    return np.random.default_rng(12345).integers(1, 2**63, n, dtype=np.uint64) | np.uint64(1)
+
+
+_WEIGHTS = _weights(512)
+
+
+def _refine(sig: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
+    """Number the distinct rows of `sig`. A 64-bit hash does it fast; every class is then
+    checked against its first row, and a collision (never seen, but possible) falls back to
+    exact row keys, so the result is always exact."""
+    with np.errstate(over="ignore"):
+        h = (sig.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    _, first, new = np.unique(h, return_index=True, return_inverse=True)
+    new = new.reshape(-1)
+    if (sig == sig[first[new]]).all():
+        return new, len(first)
+    rows = np.ascontiguousarray(sig)
+    raw, width = rows.tobytes(), rows.shape[1] * rows.itemsize
+    ids: dict[bytes, int] = {}
+    exact = np.fromiter((ids.setdefault(raw[i:i + width], len(ids)) for i in range(0, len(raw), width)),
+                        np.int64, rows.shape[0])
+    return exact, len(ids)
+
+
 def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -> DFA:
     """Moore partition refinement on the class-compressed table, then trim and renumber BFS-first."""
     n, k = trans.shape
@@ -275,18 +320,16 @@ def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -
         return empty_dfa()
     dead = n
     table = np.vstack([np.where(trans < 0, dead, trans), np.full((1, k), dead, np.int32)])
-    part = np.append(accepting, False).astype(np.int32)
+    part = np.append(accepting, False).astype(np.int64)
     count = len(np.unique(part))
+    weights = _WEIGHTS[: k + 1] if k + 1 <= len(_WEIGHTS) else _weights(k + 1)
     while True:
-        sig = np.ascontiguousarray(np.concatenate([part[:, None], part[table]], axis=1))
-        raw, width = sig.tobytes(), sig.shape[1] * 4
-        ids: dict[bytes, int] = {}
-        new = np.fromiter((ids.setdefault(raw[i:i + width], len(ids))
-                           for i in range(0, len(raw), width)), np.int32, n + 1)
+        sig = np.concatenate([part[:, None], part[table]], axis=1)
+        new, new_count = _refine(sig, weights)
         part = new
-        if len(ids) == count:
+        if new_count == count:
             break
-        count = len(ids)
+        count = new_count
     dead_class = part[dead]
     # one representative per class
     rep = np.full(count, -1, np.int64)

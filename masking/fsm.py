@@ -146,7 +146,7 @@ class TokenFSM:
         return self.state(s).single
 
     def mask_row(self, s: int) -> torch.Tensor:
-        return self._rows.tensor()[self.state(s).row]
+        return self._rows.torch_rows[self.state(s).row]
 
     def finished_row(self) -> torch.Tensor:
         """The mask after EOS was consumed: only EOS again (what padding of a finished row needs)."""
@@ -170,7 +170,7 @@ class TokenFSM:
         np.cumsum(counts, out=offsets[1:])
         cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int32)  # noqa: E731
         return {
-            "mask_rows": self._rows.tensor().clone(),
+            "mask_rows": self._rows.tensor(),
             "state_row": torch.tensor([r.row for r in states], dtype=torch.int32),
             "default_next": torch.tensor([r.default for r in states], dtype=torch.int32),
             "trans_offsets": torch.from_numpy(offsets),

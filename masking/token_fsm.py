@@ -14,14 +14,14 @@ vocabulary and walked byte by byte, all at once with numpy.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 import torch
 
 from .automaton import DEAD, DFA
 from .vocab_index import VocabIndex
 
-# a state whose self-loop covers at least this many bytes takes the loop path
-_LOOP_MIN_BYTES = 8
 
 
 class StateResult:
@@ -79,53 +79,135 @@ def cross_state(dfa: DFA, index: VocabIndex, s: int) -> tuple[np.ndarray, np.nda
     bool mask over the vocabulary of tokens that loop back to `s` (or None)."""
     trans = dfa.trans
     row = trans[s]
-    in_loop = row == s
-    loop_mask = None
-    if int(in_loop.sum()) >= _LOOP_MIN_BYTES:
-        prefix, loop_mask = index.loop_prefix(in_loop)
-        leaving = np.flatnonzero(prefix < index.length)
-        if leaving.size:
-            depth = prefix[leaving]
-            states = trans[s, index.buf[index.start[leaving] + depth]]
-            alive = states != DEAD
-            pos, st = _walk(index, trans, leaving[alive], depth[alive] + 1, states[alive])
-        else:
-            pos, st = leaving, leaving
-        if not loop_mask.any():
-            loop_mask = None
-        return index.order[pos], st, loop_mask
-
     first = np.flatnonzero(row != DEAD)
     if first.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), None
-    q1 = row[first].astype(np.int64)
     bounds = index.pair_bounds
-    # one-byte tokens
-    base = first * 257
-    one_lo, one_hi = bounds[base], bounds[base + 1]
-    pos1, which1 = _ranges_to_positions(one_lo, one_hi)
-    st1 = q1[which1]
-    # two-byte prefixes the DFA allows
-    nxt = trans[q1]                                   # (n1, 256)
-    a, b = np.nonzero(nxt != DEAD)
-    keys = base[a] + b + 1
-    pos2, which2 = _ranges_to_positions(bounds[keys], bounds[keys + 1])
-    st2 = nxt[a, b][which2].astype(np.int64)
-    pos_w, st_w = _walk(index, trans, pos2, np.full(pos2.size, 2, np.int64), st2)
-    pos = np.concatenate([pos1, pos_w])
-    st = np.concatenate([st1, st_w])
+    candidates = int((bounds[(first + 1) * 257] - bounds[first * 257]).sum())
+    members, rel = loop_component(dfa, s) if candidates >= _COMPONENT_MIN_CANDIDATES else (None, None)
+    if rel is not None and int((rel[0] >= 0).sum()) >= _COMPONENT_MIN_BYTES:
+        end_rel, exit_pos, exit_rel, loop_mask = index.component_walk(rel)
+        ends_inside = np.flatnonzero(end_rel > 0)   # inside the component but not back at s
+        leaving = np.flatnonzero(exit_rel >= 0)
+        if leaving.size:
+            before = members[exit_rel[leaving]]
+            states = trans[before, index.buf[index.start[leaving] + exit_pos[leaving]]]
+            alive = states != DEAD
+            pos, st = _walk(index, trans, leaving[alive], exit_pos[leaving][alive] + 1, states[alive])
+        else:
+            pos, st = leaving, leaving
+        pos = np.concatenate([ends_inside, pos])
+        st = np.concatenate([members[end_rel[ends_inside]], st])
+        return index.order[pos], st, (loop_mask if loop_mask.any() else None)
+
+    return _descend(index, dfa, s, first)
+
+
+# below this many tokens, or past this many allowed bytes, a range is walked rather than split
+_WALK_RANGE = 48
+_DESCEND_MAX_BRANCH = 4
+
+
+def _descend(index: VocabIndex, dfa: DFA, s: int, first: np.ndarray):
+    """Split the sorted vocabulary by the bytes the DFA allows, as a trie descent by binary
+    search, while few bytes are allowed (literal text: names, punctuation); walk the ranges left."""
+    trans = dfa.trans
+    toks, lengths = index.sorted_tokens, index.length_list
+    allowed_bytes = dfa.allowed_bytes()
+    bounds = index.pair_bounds
+    done_pos: list[int] = []
+    done_state: list[int] = []
+    walk_lo, walk_hi, walk_depth, walk_state = [], [], [], []
+    stack = [(int(trans[s, b]), bytes((b,)), int(bounds[b * 257]), int(bounds[(b + 1) * 257]))
+             for b in first.tolist()]
+    while stack:
+        q, prefix, lo, hi = stack.pop()
+        if lo >= hi:
+            continue
+        d = len(prefix)
+        while lo < hi and lengths[lo] == d:  # the tokens spelling exactly the prefix sort first
+            done_pos.append(lo)
+            done_state.append(q)
+            lo += 1
+        if lo >= hi:
+            continue
+        nxt_bytes = allowed_bytes[q]
+        if hi - lo <= _WALK_RANGE or len(nxt_bytes) > _DESCEND_MAX_BRANCH:
+            walk_lo.append(lo)
+            walk_hi.append(hi)
+            walk_depth.append(d)
+            walk_state.append(q)
+            continue
+        row = trans[q]
+        for b in nxt_bytes:
+            p2 = prefix + bytes((b,))
+            l2 = bisect_left(toks, p2, lo, hi)
+            h2 = bisect_left(toks, prefix + bytes((b + 1,)), l2, hi) if b < 255 else hi
+            if h2 > l2:
+                stack.append((int(row[b]), p2, l2, h2))
+    pos_w = np.zeros(0, np.int64)
+    st_w = np.zeros(0, np.int64)
+    if walk_lo:
+        lo_a, hi_a = np.asarray(walk_lo, np.int64), np.asarray(walk_hi, np.int64)
+        pos, which = _ranges_to_positions(lo_a, hi_a)
+        pos_w, st_w = _walk(index, trans, pos, np.asarray(walk_depth, np.int64)[which],
+                            np.asarray(walk_state, np.int64)[which])
+    pos = np.concatenate([np.asarray(done_pos, np.int64), pos_w])
+    st = np.concatenate([np.asarray(done_state, np.int64), st_w])
     return index.order[pos], st, None
 
 
+# states within this many bytes of each other, both ways, form a loop component: enough for a
+# string body with its escapes and multi-byte UTF-8 characters, while the long cycles of a
+# repeated call (`[f(...), g(...)]`) stay out, so every string body gets the same shape
+_LOOP_RADIUS = 4
+# a state takes the component path when this many tokens start with a byte it allows
+_COMPONENT_MIN_CANDIDATES = 20_000
+_COMPONENT_MIN_BYTES = 8  # ... and this many of its bytes stay in its loop component
+
+
+def _within(neighbours: list[list[int]], s: int, radius: int) -> set[int]:
+    seen, frontier = {s}, [s]
+    for _ in range(radius):
+        nxt = []
+        for x in frontier:
+            for t in neighbours[x]:
+                if t not in seen:
+                    seen.add(t)
+                    nxt.append(t)
+        frontier = nxt
+    return seen
+
+
+def loop_component(dfa: DFA, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The states on short cycles through `s`, numbered breadth-first from `s` by byte order, and
+    the component's own table: `rel[i, b]` is the component index of the next state, or -1 where
+    byte b leaves the component. Components of the same shape (the string bodies of different
+    arguments) get byte-identical tables, so their token walks are computed once."""
+    near = _within(dfa.successors(), s, _LOOP_RADIUS) & _within(dfa.predecessors(), s, _LOOP_RADIUS)
+    order, seen, qi = [s], {s}, 0
+    while qi < len(order):
+        row = dfa.trans[order[qi]]
+        qi += 1
+        for t in row.tolist():
+            if t in near and t not in seen:
+                seen.add(t)
+                order.append(t)
+    members = np.asarray(order, np.int64)
+    lookup = np.full(dfa.num_states + 1, -1, np.int64)
+    lookup[members] = np.arange(len(members))
+    rel = lookup[dfa.trans[members]]  # DEAD (-1) indexes the extra slot, which stays -1
+    return members, np.ascontiguousarray(rel, dtype=np.int64)
+
+
 class RowStore:
-    """Distinct bitmask rows, deduplicated by content."""
+    """Distinct bitmask rows, deduplicated by content; each also kept as a torch view."""
 
     def __init__(self, words: int):
         self.words = words
         self.rows: list[np.ndarray] = []
+        self.torch_rows: list[torch.Tensor] = []
         self.by_bytes: dict[bytes, int] = {}
-        self._tensor: torch.Tensor | None = None
-        self._tensor_rows = 0
 
     def add(self, row: np.ndarray) -> int:
         key = row.tobytes()
@@ -133,16 +215,14 @@ class RowStore:
         if got is None:
             got = len(self.rows)
             self.rows.append(row)
+            self.torch_rows.append(torch.from_numpy(row))
             self.by_bytes[key] = got
         return got
 
     def tensor(self) -> torch.Tensor:
-        """All rows as one int32 tensor (R, W), rebuilt only when rows were added."""
-        if self._tensor is None or self._tensor_rows != len(self.rows):
-            stacked = np.stack(self.rows) if self.rows else np.zeros((0, self.words), np.int32)
-            self._tensor = torch.from_numpy(stacked.view(np.int32))
-            self._tensor_rows = len(self.rows)
-        return self._tensor
+        """All rows as one int32 tensor (R, W)."""
+        stacked = np.stack(self.rows) if self.rows else np.zeros((0, self.words), np.int32)
+        return torch.from_numpy(stacked.view(np.int32))
 
 
 def bitmask_row(size: int, words: int, token_ids: np.ndarray, base_mask: np.ndarray | None) -> np.ndarray:
@@ -164,6 +244,15 @@ def state_result(s: int, token_ids: np.ndarray, next_states: np.ndarray, loop_ma
         eos = np.asarray(eos_ids, np.int64)
         token_ids = np.concatenate([token_ids, eos])
         next_states = np.concatenate([next_states, np.full(eos.size, s, np.int64)])
+    if loop_mask is not None and next_states.size:
+        # the loop back to `s` is the default only if it is the most common next state
+        n_loop = int(loop_mask.sum())
+        counts = np.bincount(next_states)
+        if counts.max() > n_loop:
+            loop_ids = np.flatnonzero(loop_mask)
+            token_ids = np.concatenate([token_ids, loop_ids])
+            next_states = np.concatenate([next_states, np.full(loop_ids.size, s, np.int64)])
+            loop_mask = None
     count = int(token_ids.size) + (int(loop_mask.sum()) if loop_mask is not None else 0)
     if loop_mask is not None:
         default = s

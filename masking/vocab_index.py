@@ -22,7 +22,9 @@ class VocabIndex:
         ids.sort(key=tokens.__getitem__)
         self.order = np.asarray(ids, dtype=np.int64)           # sorted position -> token id
         sorted_tokens = [tokens[i] for i in ids]
-        self.length = np.fromiter((len(t) for t in sorted_tokens), np.int64, len(ids))
+        self.sorted_tokens = sorted_tokens                     # for binary search by prefix
+        self.length_list = [len(t) for t in sorted_tokens]
+        self.length = np.asarray(self.length_list, np.int64)
         self.start = np.zeros(len(ids), np.int64)
         if len(ids):
             np.cumsum(self.length[:-1], out=self.start[1:])
@@ -34,23 +36,51 @@ class VocabIndex:
         self.pair_bounds = np.searchsorted(key, np.arange(256 * 257 + 1))
         self.single_byte = np.zeros(256, bool)
         self.single_byte[first[self.length == 1]] = True
-        self._loop_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._component_cache: dict[bytes, tuple] = {}
 
-    def loop_prefix(self, in_loop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For a set of bytes L: the length of each sorted token's longest prefix inside L, and
-        the ids of tokens made only of L bytes as a bool mask over the vocabulary. Cached per L."""
-        key = np.packbits(in_loop).tobytes()
-        got = self._loop_cache.get(key)
-        if got is None:
-            n = len(self.order)
-            outside = ~in_loop[self.buf]
-            pos = np.where(outside, np.arange(len(self.buf)), len(self.buf) + 1)
-            first_out = np.minimum.reduceat(pos, self.start) if n else np.zeros(0, np.int64)
-            prefix = np.minimum(first_out - self.start, self.length)
-            whole = np.zeros(self.size, bool)
-            whole[self.order[prefix == self.length]] = True
-            got = (prefix, whole)
-            self._loop_cache[key] = got
+    def component_walk(self, rel: np.ndarray):
+        """Walk every token through a loop component's table from its first state (index 0).
+
+        Returns, per sorted token: the component state it ends in (-1 if it left), the position
+        of the byte that left and the component state before it (-1 if it never left), and a
+        bool mask over the vocabulary of tokens that end back at the first state. Cached by the
+        table's bytes, since many states share one shape."""
+        key = rel.tobytes()
+        got = self._component_cache.get(key)
+        if got is not None:
+            return got
+        n = len(self.order)
+        end_rel = np.full(n, -1, np.int64)
+        exit_pos = np.full(n, -1, np.int64)
+        exit_rel = np.full(n, -1, np.int64)
+        # the first byte picks whole ranges of the sorted vocabulary: skip the others at once
+        first_bytes = np.arange(256)
+        lo = self.pair_bounds[first_bytes * 257]
+        hi = self.pair_bounds[(first_bytes + 1) * 257]
+        staying = rel[0] >= 0
+        leaving = ~staying
+        for b in np.flatnonzero(leaving & (hi > lo)):
+            exit_pos[lo[b]:hi[b]] = 0
+            exit_rel[lo[b]:hi[b]] = 0
+        keep = np.flatnonzero(staying & (hi > lo))
+        idx = np.concatenate([np.arange(lo[b], hi[b]) for b in keep]) if keep.size else np.zeros(0, np.int64)
+        state = rel[0, self.buf[self.start[idx]]]
+        depth = 1
+        length, start, buf = self.length, self.start, self.buf
+        while idx.size:
+            done = length[idx] == depth
+            end_rel[idx[done]] = state[done]
+            idx, state = idx[~done], state[~done]
+            nxt = rel[state, buf[start[idx] + depth]]
+            out = nxt < 0
+            exit_pos[idx[out]] = depth
+            exit_rel[idx[out]] = state[out]
+            idx, state = idx[~out], nxt[~out]
+            depth += 1
+        home = np.zeros(self.size, bool)
+        home[self.order[end_rel == 0]] = True
+        got = (end_rel, exit_pos, exit_rel, home)
+        self._component_cache[key] = got
         return got
 
 
