@@ -1,0 +1,237 @@
+"""Token FSMs on small vocabularies: soundness against Lark, completeness, the matcher API,
+the cache, dead ends, padding and special tokens."""
+
+import random
+
+import lark
+import numpy as np
+import pytest
+import torch
+
+from octogram.masking import GrammarCompileError, Vocabulary, compile_grammar
+from octogram.masking import cache as fsm_cache
+from octogram.masking.grammar import compile_lark
+
+from masking_helpers import (bitmask_to_ids, lark_accepts, random_segmentation, random_walk,
+                             sample_string)
+
+CALLS = r'''
+start: call | "[" call (", " call)* "]"
+call: get_weather | search | no_relevant_function
+get_weather: "get_weather(" "city=" STRING [", units=" UNITS] ")"
+UNITS: "\"metric\"" | "\"imperial\""
+search: "search(" "query=" STRING ", limit=" INT [", tags=" list] ")"
+list: "[" [STRING (", " STRING)*] "]"
+no_relevant_function: "no_relevant_function(" "query=" STRING ")"
+STRING: "\"" /([^"\\\n]|\\.)*/ "\""
+INT: /-?(0|[1-9][0-9]*)/
+'''
+
+JSON = r"""
+?start: value
+?value: object | array | ESCAPED_STRING | SIGNED_NUMBER | "true" | "false" | "null"
+array: "[" [value ("," value)*] "]"
+object: "{" [pair ("," pair)*] "}"
+pair: ESCAPED_STRING ":" value
+%import common.ESCAPED_STRING
+%import common.SIGNED_NUMBER
+%import common.WS
+%ignore WS
+"""
+
+
+def toy_vocabulary(seed=0, extra=2000, pad=5):
+    """Every single byte, some grammar-shaped chunks, random chunks, multi-byte UTF-8 split
+    across tokens, one EOS and one other special token, and padded ids past the tokenizer."""
+    rng = random.Random(seed)
+    alphabet = 'abcdefghijklmnopqrstuvwxyz_=(), "[]{}:0123456789.-\\\nTFN'
+    toks = [bytes([i]) for i in range(256)]
+    toks += [b"get_weather(", b"city=", b'city="', b'", ', b'")', b"search", b'query="',
+             b"no_relevant_function(", b"[", b"], ", b"\\\"", "é".encode(), "日本".encode(),
+             "日".encode()[:2], "日".encode()[2:], b" \"", b"\":", b"true", b"null", b"12"]
+    toks += [bytes(rng.choice(alphabet.encode()) for _ in range(rng.randint(2, 7))) for _ in range(extra)]
+    toks = list(dict.fromkeys(toks))
+    eos, special = len(toks), len(toks) + 1
+    tokens = toks + [b"", b""]
+    return Vocabulary(tokens, eos_token_ids=[eos], special_token_ids=[special], size=len(tokens) + pad)
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return toy_vocabulary()
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
+
+
+@pytest.mark.parametrize("grammar, depth", [(CALLS, 5), (JSON, 3)])
+def test_random_walks_parse_with_lark(vocab, grammar, depth):
+    fsm = compile_grammar(grammar, vocab, max_recursion_depth=depth)
+    parser = lark.Lark(grammar, parser="earley", lexer="dynamic_complete")
+    rng = random.Random(1)
+    finished = 0
+    for _ in range(150):
+        tokens = random_walk(fsm, rng)
+        if tokens is None:
+            continue
+        finished += 1
+        text = b"".join(vocab.tokens[t] for t in tokens).decode()
+        assert lark_accepts(parser, text), text
+    assert finished > 50
+
+
+@pytest.mark.parametrize("grammar, depth", [(CALLS, 5), (JSON, 3)])
+def test_grammar_strings_stay_allowed_under_any_tokenization(vocab, grammar, depth):
+    fsm = compile_grammar(grammar, vocab, max_recursion_depth=depth)
+    dfa = compile_lark(grammar, max_recursion_depth=depth).dfa
+    by_bytes = {t: i for i, t in enumerate(vocab.tokens) if t}
+    rng = random.Random(2)
+    for _ in range(150):
+        data = sample_string(dfa, rng)
+        for _ in range(3):
+            seg = random_segmentation(data, by_bytes, rng)
+            assert seg is not None  # every single byte is a token
+            m = fsm.matcher()
+            for t in seg:
+                assert m.advance(t), (data, seg)
+            assert m.is_accepting() and m.advance(vocab.eos_token_ids[0])
+
+
+def test_masks_agree_with_advance_and_the_bitmask_layout(vocab):
+    fsm = compile_grammar(CALLS, vocab)
+    m = fsm.matcher()
+    row = torch.zeros(fsm.words, dtype=torch.int32)
+    rng = random.Random(3)
+    for _ in range(25):
+        m.fill_bitmask(row)
+        allowed = set(bitmask_to_ids(row, vocab.size))
+        assert allowed == set(m.allowed_tokens())
+        probe = rng.sample(range(vocab.size), 60) + sorted(allowed)[:20]
+        for t in probe:
+            assert fsm.is_allowed(m.state, t) == (t in allowed)
+            # bit t % 32 of word t // 32, little-endian within the int32
+            assert bool((int(row[t // 32]) >> (t % 32)) & 1) == (t in allowed)
+        if m.is_finished():
+            break
+        choice = rng.choice(sorted(allowed))
+        assert m.advance(choice)
+
+
+def test_disallowed_token_changes_nothing(vocab):
+    fsm = compile_grammar(CALLS, vocab)
+    m = fsm.matcher()
+    state = m.state
+    bad = vocab.tokens.index(b")")
+    assert not m.advance(bad)
+    assert m.state == state
+    assert not m.advance(vocab.size + 3)       # out of range
+    assert not m.advance(vocab.special_token_ids[-1])
+
+
+def test_special_padding_and_eos(vocab):
+    fsm = compile_grammar(CALLS, vocab)
+    eos = vocab.eos_token_ids[0]
+    other_special = [s for s in vocab.special_token_ids if s != eos][0]
+    padded = list(range(vocab.tokenizer_size, vocab.size))
+    assert padded
+    rng = random.Random(4)
+    for _ in range(40):
+        m = fsm.matcher()
+        for _ in range(60):
+            allowed = set(m.allowed_tokens())
+            assert other_special not in allowed and not allowed & set(padded)
+            assert (eos in allowed) == m.is_accepting()
+            if allowed == {eos} or (m.is_accepting() and rng.random() < 0.3):
+                break
+            assert m.advance(rng.choice(sorted(allowed - {eos})))
+
+
+def test_rollback_and_forced_tokens(vocab):
+    fsm = compile_grammar(CALLS, vocab)
+    m = fsm.matcher()
+    ids = {t: i for i, t in enumerate(vocab.tokens) if t}
+    for piece in [b"no_relevant_function(", b'query="']:
+        assert m.advance(ids[piece])
+    after_quote = m.state
+    assert m.advance(ids[b"a"]) and m.advance(ids[b'"'])
+    forced = m.forced_tokens()
+    # after the closing quote only ")" then EOS can follow
+    assert [vocab.tokens[t] for t in forced[:1]] == [b")"] and forced[-1] == vocab.eos_token_ids[0]
+    m.rollback(2)
+    assert m.state == after_quote
+    with pytest.raises(ValueError):
+        m.rollback(99)
+    m.reset()
+    assert m.state == fsm.start_state and m.forced_tokens() == []  # a choice of function first
+
+
+def test_lazy_and_eager_masks_are_identical(vocab):
+    eager = compile_grammar(JSON, vocab, cache=False, max_recursion_depth=2)
+    lazy = compile_grammar(JSON, vocab, cache=False, lazy=True, max_recursion_depth=2)
+    rng = random.Random(5)
+    for _ in range(30):
+        tokens = random_walk(eager, rng, max_tokens=40)
+        m_e, m_l = eager.matcher(), lazy.matcher()
+        for t in tokens or []:
+            assert torch.equal(eager.mask_row(m_e.state), lazy.mask_row(m_l.state))
+            assert m_e.advance(t) and m_l.advance(t)
+
+
+def test_tables_describe_the_same_fsm(vocab):
+    fsm = compile_grammar(CALLS, vocab)
+    t = fsm.tables()
+    S = fsm.num_states
+    assert t["state_row"].shape == (S,) and t["mask_rows"].shape[1] == fsm.words
+    off, toks, nxt = t["trans_offsets"], t["trans_tokens"], t["trans_next"]
+    rng = random.Random(6)
+    for s in rng.sample(range(S), min(S, 40)):
+        row = t["mask_rows"][t["state_row"][s]]
+        for tok in bitmask_to_ids(row, vocab.size)[:50]:
+            seg = toks[off[s]:off[s + 1]].tolist()
+            expect = nxt[off[s] + seg.index(tok)].item() if tok in seg else t["default_next"][s].item()
+            assert expect == fsm.next_state(s, tok)
+        assert all(a < b for a, b in zip(seg, seg[1:]))
+
+
+def test_second_compile_is_a_load_and_corruption_is_rebuilt(vocab, monkeypatch, caplog):
+    first = compile_grammar(CALLS, vocab)
+    files = list(fsm_cache.cache_dir().glob("*.safetensors"))
+    assert len(files) == 1
+    import octogram.masking.compile as compile_module
+    calls = []
+    real = compile_module.compile_parsed
+    monkeypatch.setattr(compile_module, "compile_parsed", lambda *a, **k: calls.append(1) or real(*a, **k))
+    second = compile_grammar(CALLS, vocab)
+    assert calls == []
+    assert torch.equal(first.tables()["mask_rows"], second.tables()["mask_rows"])
+    data = bytearray(files[0].read_bytes())
+    data[-100] ^= 0xFF  # flip a byte inside the tensor data
+    files[0].write_bytes(bytes(data))
+    third = compile_grammar(CALLS, vocab)
+    assert calls == [1] and "corrupted" in caplog.text
+    assert torch.equal(first.tables()["mask_rows"], third.tables()["mask_rows"])
+    compile_grammar(CALLS, vocab, cache=False)
+    assert calls == [1, 1]
+
+
+def test_bytes_the_vocabulary_cannot_spell_leave_no_dead_end():
+    # no token spells "c": the "ac" branch must disappear, not strand a matcher after "a"
+    tokens = [b"a", b"b", b"x", b""]
+    vocab = Vocabulary(tokens, eos_token_ids=[3])
+    fsm = compile_grammar('start: "a" "b" | "a" "c" | "x"\n', vocab, cache=False)
+    m = fsm.matcher()
+    assert m.advance(0) and m.allowed_tokens() == [1]
+    with pytest.raises(GrammarCompileError, match="cannot spell"):
+        compile_grammar('start: "c"\n', vocab, cache=False)
+
+
+def test_multibyte_characters_split_across_tokens(vocab):
+    fsm = compile_grammar('start: "日本" | "é"\n', vocab, cache=False)
+    ids = {t: i for i, t in enumerate(vocab.tokens) if t}
+    m = fsm.matcher()
+    first, rest = "日".encode()[:2], "日".encode()[2:]
+    assert m.advance(ids[first]) and m.advance(ids[rest]) and m.advance(ids["本".encode()[0:1]])
+    assert not m.is_accepting()
+    assert m.consume([ids[bytes([b])] for b in "本".encode()[1:]]) == 2 and m.is_accepting()
