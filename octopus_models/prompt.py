@@ -12,7 +12,7 @@ functions: the right one, three similar ones and `no_relevant_function`)::
     def get_weather(city: str):
         \"\"\"Current weather for a city.\"\"\"
 
-    def no_relevant_function(user_query: str):
+    def no_relevant_function(query: str):
         \"\"\"...\"\"\"
 
     Query: What is the weather in Paris?
@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["PROMPT_FORMAT_VERSION", "INSTRUCTION", "render_prompt", "render_target",
-           "with_no_relevant_function"]
+__all__ = ["PROMPT_FORMAT_VERSION", "INSTRUCTION", "MAX_DESCRIPTION", "render_prompt",
+           "render_target", "with_no_relevant_function"]
 
 PROMPT_FORMAT_VERSION = 1
 
@@ -38,6 +38,10 @@ INSTRUCTION = ("Below are the functions you can call. Answer the query with one 
 
 #: The end token of Gemma tokenizers; pass `tokenizer.eos_token` for other bases.
 DEFAULT_END_TOKEN = "<eos>"
+
+#: Descriptions (of functions and of each parameter) are clipped to this many characters, so
+#: that five candidates from a verbose OpenAPI document still make a short prompt.
+MAX_DESCRIPTION = 300
 
 
 def _no_relevant_spec() -> Any:
@@ -55,12 +59,14 @@ def with_no_relevant_function(functions: Sequence[Any]) -> list[Any]:
 def render_prompt(query: str, functions: Sequence[Any]) -> str:
     """The prompt for `query` offering `functions` (FunctionSpecs) plus `no_relevant_function`.
 
-    `functions` are rendered in the given order with `FunctionSpec.to_python_stub()`; choosing
-    them (retrieval, shuffling for training) is the caller's business.
+    `functions` are rendered in the given order with `FunctionSpec.to_python_stub()`
+    (descriptions clipped to `MAX_DESCRIPTION` characters); choosing them (retrieval,
+    shuffling for training) is the caller's business.
     """
     if not isinstance(query, str) or not query.strip():
         raise ValueError("render_prompt: the query must be a non-empty string")
-    stubs = "\n\n".join(f.to_python_stub().strip("\n") for f in with_no_relevant_function(functions))
+    stubs = "\n\n".join(f.to_python_stub(MAX_DESCRIPTION).strip("\n")
+                        for f in with_no_relevant_function(functions))
     return f"{INSTRUCTION}\n\n{stubs}\n\nQuery: {query.strip()}\nCall:\n"
 
 

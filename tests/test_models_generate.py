@@ -1,0 +1,133 @@
+"""The batched decode engine on the embedded Gemma 3 270M, differential against HF `generate`.
+
+Grammars here are hand-written Lark, so these tests exercise the engine and the masks alone.
+The first test run converts the embedded model into the cache (about a minute and a half).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from octogram.masking import Vocabulary, compile_grammar
+from octogram.octopus_models.base import load_model
+from octogram.octopus_models.generate import decode, eos_token_ids, logits_width
+from octogram.octopus_models.hf import hf_decode
+
+pytestmark = pytest.mark.slow
+
+WEATHER = r'''
+start: call
+call: "get_current_weather(" "city=" STRING (", " "units=" UNITS)? ")"
+    | "get_forecast(" "city=" STRING ", " "days=" INT ")"
+    | "no_relevant_function(" "user_query=" STRING ")"
+UNITS: "\"metric\"" | "\"imperial\""
+STRING: /"([^"\\\n]|\\.)*"/
+INT: /-?(0|[1-9][0-9]*)/
+'''
+
+DIGITS = r'''
+start: "answer: " NUMBER
+NUMBER: /[1-9][0-9]{0,5}/
+'''
+
+STUBS = '''def get_current_weather(city: str, units: str = "metric"):
+    """Current weather conditions for a city."""
+
+def get_forecast(city: str, days: int):
+    """Daily weather forecast for a city."""
+
+def no_relevant_function(user_query: str):
+    """Call this when no other function fits the query."""
+'''
+
+QUERIES = ["What is the weather in Paris?", "Will it rain in Tokyo in the next 3 days?",
+           "Play some jazz music"]
+
+
+def _prompt(query: str) -> str:
+    return f"Call one of these functions.\n\n{STUBS}\nQuery: {query}\nCall:\n"
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer():
+    return load_model(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def fsms(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    vocab = Vocabulary.from_tokenizer(tok, logits_width(model),
+                                      eos_token_ids=eos_token_ids(model, tok))
+    return {"weather": compile_grammar(WEATHER, vocab), "digits": compile_grammar(DIGITS, vocab)}
+
+
+def _accepted(fsm, ids, eos) -> bool:
+    m = fsm.matcher()
+    return all(m.advance(t) for t in ids) and m.advance(eos)
+
+
+def test_masked_greedy_equals_hf_generate_with_the_processor(model_and_tokenizer, fsms):
+    model, tok = model_and_tokenizer
+    prompts = [_prompt(q) for q in QUERIES]
+    grammars = [fsms["weather"]] * len(prompts)
+    ours = decode(model, tok, prompts, grammars, max_new_tokens=24, jump_forward=False)
+    theirs = hf_decode(model, tok, prompts, grammars, max_new_tokens=24)
+    assert [o.token_ids for o in ours] == [t.token_ids for t in theirs]
+    assert all(o.stop_reason == "end" for o in ours)
+    eos = eos_token_ids(model, tok)[0]
+    assert all(_accepted(fsms["weather"], o.token_ids, eos) for o in ours)
+
+
+def test_jump_forward_does_not_change_greedy_output(model_and_tokenizer, fsms):
+    model, tok = model_and_tokenizer
+    prompts = [_prompt(q) for q in QUERIES]
+    grammars = [fsms["weather"]] * len(prompts)
+    plain = decode(model, tok, prompts, grammars, max_new_tokens=24, jump_forward=False)
+    jumped = decode(model, tok, prompts, grammars, max_new_tokens=24, jump_forward=True)
+    assert [o.token_ids for o in jumped] == [o.token_ids for o in plain]
+    assert sum(o.forced_tokens for o in jumped) > 0  # the rule did force tokens here
+    assert all(o.forced_tokens == 0 for o in plain)
+
+
+def test_mixed_batch_rows_follow_their_own_grammar_or_none(model_and_tokenizer, fsms):
+    model, tok = model_and_tokenizer
+    prompts = [_prompt(QUERIES[0]), "The number of the beast is", _prompt(QUERIES[1])]
+    grammars = [fsms["weather"], None, fsms["digits"]]
+    batch = decode(model, tok, prompts, grammars, max_new_tokens=12)
+    alone = [decode(model, tok, [p], [g], max_new_tokens=12)[0] for p, g in zip(prompts, grammars)]
+    assert [o.token_ids for o in batch] == [o.token_ids for o in alone]
+    unmasked = hf_decode(model, tok, [prompts[1]], None, max_new_tokens=12)[0]
+    assert batch[1].token_ids == unmasked.token_ids
+    assert batch[2].text.startswith("answer: ") and batch[2].text[8:].isdigit()
+
+
+def test_seeded_sampling_is_reproducible_and_stays_in_the_grammar(model_and_tokenizer, fsms):
+    model, tok = model_and_tokenizer
+    prompts = [_prompt(q) for q in QUERIES[:2]]
+    grammars = [fsms["weather"]] * len(prompts)
+    opts = dict(max_new_tokens=16, temperature=1.5, top_k=50, top_p=0.95)
+    first = decode(model, tok, prompts, grammars, seed=7, **opts)
+    again = decode(model, tok, prompts, grammars, seed=7, **opts)
+    assert [o.token_ids for o in first] == [o.token_ids for o in again]
+    eos = eos_token_ids(model, tok)[0]
+    for o in first:
+        if o.stop_reason == "end":
+            assert _accepted(fsms["weather"], o.token_ids, eos), o.text
+        else:  # cut by max_new_tokens: still a prefix the grammar allows
+            m = fsms["weather"].matcher()
+            assert all(m.advance(t) for t in o.token_ids), o.text
+
+
+def test_max_new_tokens_cuts_rows_short(model_and_tokenizer, fsms):
+    model, tok = model_and_tokenizer
+    out = decode(model, tok, [_prompt(QUERIES[0])], [fsms["weather"]], max_new_tokens=3)[0]
+    assert out.stop_reason == "length" and len(out.token_ids) == 3
+
+
+def test_grammar_for_another_vocabulary_width_is_refused(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    vocab = Vocabulary.from_tokenizer(tok, logits_width(model) + 64,
+                                      eos_token_ids=eos_token_ids(model, tok))
+    fsm = compile_grammar(DIGITS, vocab)
+    with pytest.raises(ValueError, match="compiled for"):
+        decode(model, tok, ["x"], [fsm], max_new_tokens=2)
