@@ -37,6 +37,39 @@ def random_walk(fsm, rng: random.Random, max_tokens: int = 120, stop: float = 0.
     return None
 
 
+def fast_walk(fsm, rng: random.Random, max_tokens: int = 80, stop: float = 0.2) -> list[int] | None:
+    """A random walk for large vocabularies: half the time a token that leaves the current
+    state's usual successor (so strings get closed), otherwise a uniformly drawn allowed token
+    (by rejection), then EOS when accepting."""
+    m = fsm.matcher()
+    out = []
+    eos = fsm.eos_token_ids[0]
+    for step in range(max_tokens):
+        s = m.state
+        r = fsm.state(s)
+        leaving = [t for t in r.exc_tokens.tolist() if t not in fsm.eos_token_ids]
+        if m.is_accepting() and (rng.random() < stop or step > max_tokens * 0.7 or r.count == 1):
+            assert m.advance(eos)
+            return out
+        t = None
+        if leaving and rng.random() < 0.5:
+            t = rng.choice(leaving)
+        else:
+            for _ in range(200):
+                c = rng.randrange(fsm.vocab_size)
+                if c not in fsm.eos_token_ids and fsm.is_allowed(s, c):
+                    t = c
+                    break
+            if t is None:
+                allowed = [a for a in fsm.allowed_tokens(s) if a not in fsm.eos_token_ids]
+                if not allowed:
+                    return None
+                t = rng.choice(allowed)
+        assert m.advance(t), t
+        out.append(t)
+    return None
+
+
 def sample_string(dfa, rng: random.Random, stop: float = 0.2, max_len: int = 80) -> bytes:
     """A random string of a DFA's language, preferring ASCII."""
     s, out = 0, bytearray()
