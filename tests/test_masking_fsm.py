@@ -7,11 +7,14 @@ import lark
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from octogram.masking import GrammarCompileError, Vocabulary, compile_grammar
 from octogram.masking import cache as fsm_cache
 from octogram.masking.grammar import compile_lark
 
+from test_masking_grammar import grammars
 from masking_helpers import (bitmask_to_ids, lark_accepts, random_segmentation, random_walk,
                              sample_string)
 
@@ -235,3 +238,25 @@ def test_multibyte_characters_split_across_tokens(vocab):
     assert m.advance(ids[first]) and m.advance(ids[rest]) and m.advance(ids["本".encode()[0:1]])
     assert not m.is_accepting()
     assert m.consume([ids[bytes([b])] for b in "本".encode()[1:]]) == 2 and m.is_accepting()
+
+
+@settings(max_examples=25, deadline=None)
+@given(grammars(), st.integers(0, 2**32 - 1))
+def test_random_grammars_and_vocabularies(text, seed):
+    """Hypothesis: for random small grammars and random vocabularies, every finished random
+    walk parses with Lark, and every sampled string is accepted under a random tokenization."""
+    rng = random.Random(seed)
+    vocab = toy_vocabulary(seed=seed % 1000, extra=rng.randint(0, 400), pad=rng.randint(0, 40))
+    fsm = compile_grammar(text, vocab, cache=False, lazy=rng.random() < 0.5)
+    parser = lark.Lark(text, parser="earley", lexer="dynamic_complete")
+    for _ in range(8):
+        tokens = random_walk(fsm, rng, max_tokens=60)
+        if tokens is not None:
+            assert lark_accepts(parser, b"".join(vocab.tokens[t] for t in tokens).decode())
+    dfa = compile_lark(text).dfa
+    by_bytes = {t: i for i, t in enumerate(vocab.tokens) if t}
+    for _ in range(8):
+        data = sample_string(dfa, rng)
+        m = fsm.matcher()
+        seg = random_segmentation(data, by_bytes, rng)
+        assert m.consume(seg) == len(seg) and m.is_accepting()
