@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -216,8 +217,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Warnings about the API document (e.g. a schema keyword the grammar cannot express) are
+    # diagnostics for the user, not for a developer: one line, no source location.
+    print(f"octogram: warning: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _show_warning
     if argv[:1] == ["grammar"]:
         from octogram.grammars.cli import grammar_command
 

@@ -115,8 +115,12 @@ class _Picker:
             self.generator.manual_seed(seed if seed is not None else torch.seed())
 
     def __call__(self, logits: torch.Tensor, bitmask: torch.Tensor | None) -> torch.Tensor:
-        if bitmask is None and self.temperature == 0:
-            return logits.argmax(dim=-1)  # no row constrained: nothing to mask
+        if self.temperature == 0:
+            if bitmask is not None:
+                from octogram.kernels import apply_token_bitmask_
+
+                apply_token_bitmask_(logits, bitmask)
+            return logits.argmax(dim=-1)
         from octogram.kernels import sample_constrained
 
         return sample_constrained(logits, bitmask, temperature=self.temperature, top_k=self.top_k,

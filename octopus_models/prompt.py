@@ -56,6 +56,11 @@ def with_no_relevant_function(functions: Sequence[Any]) -> list[Any]:
     return [f for f in functions if f.name != fallback.name] + [fallback]
 
 
+def _stub(function: Any) -> str:
+    lines = function.to_python_stub(MAX_DESCRIPTION).strip("\n").splitlines()
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def render_prompt(query: str, functions: Sequence[Any]) -> str:
     """The prompt for `query` offering `functions` (FunctionSpecs) plus `no_relevant_function`.
 
@@ -65,8 +70,7 @@ def render_prompt(query: str, functions: Sequence[Any]) -> str:
     """
     if not isinstance(query, str) or not query.strip():
         raise ValueError("render_prompt: the query must be a non-empty string")
-    stubs = "\n\n".join(f.to_python_stub(MAX_DESCRIPTION).strip("\n")
-                        for f in with_no_relevant_function(functions))
+    stubs = "\n\n".join(_stub(f) for f in with_no_relevant_function(functions))
     return f"{INSTRUCTION}\n\n{stubs}\n\nQuery: {query.strip()}\nCall:\n"
 
 

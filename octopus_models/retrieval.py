@@ -10,7 +10,9 @@ against the query with Okapi BM25 (k1 = 1.2, b = 0.75, the non-negative idf
   name counted twice more, since names are the most telling part of an API;
 - words are lower-cased runs of letters and digits, split at snake_case and camelCase
   boundaries (`getWeatherByCity` -> get, weather, by, city), with a plural `s` removed
-  (`cities` -> city, `forecasts` -> forecast); no stop-word list (idf handles common words);
+  (`cities` -> city, `forecasts` -> forecast); the words of `STOP_WORDS` (English function
+  words such as "the", "is", "what") are dropped: in a handful of short documents idf cannot
+  tell them from content words;
 - ties keep the document's order, so the result is deterministic.
 """
 
@@ -22,9 +24,14 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["words", "bm25_scores", "select_candidates"]
+__all__ = ["STOP_WORDS", "words", "bm25_scores", "select_candidates"]
 
 K1, B = 1.2, 0.75
+STOP_WORDS = frozenset("""
+a an and are as at be by can could do does for from how i in into is it me my of on or our
+please should that the their there this to was what when where which who will with would you
+your
+""".split())
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
@@ -39,7 +46,8 @@ def _normalize(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """The retrieval words of `text` (see the module docstring)."""
-    return [_normalize(w) for w in _WORD.findall(text)]
+    found = (_normalize(w) for w in _WORD.findall(text))
+    return [w for w in found if w not in STOP_WORDS]
 
 
 def _document(spec: Any) -> list[str]:

@@ -67,7 +67,7 @@ def test_target_is_the_call_then_the_end_token():
 
 
 def test_words_split_identifiers_and_plurals():
-    assert words("getWeatherByCity") == ["get", "weather", "by", "city"]
+    assert words("getWeatherByCity") == ["get", "weather", "city"]  # "by" is a stop word
     assert words("send_text_messages") == ["send", "text", "message"]
     assert words("HTTPServer cities") == ["http", "server", "city"]
 
@@ -108,8 +108,8 @@ def _bm25_reference(query: list[str], docs: list[list[str]], k1=1.2, b=0.75) -> 
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=12), min_size=1,
-                max_size=8), st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=5))
+@given(st.lists(st.lists(st.sampled_from("bcdefgh"), min_size=1, max_size=12), min_size=1,
+                max_size=8), st.lists(st.sampled_from("bcdefghj"), min_size=1, max_size=5))
 def test_bm25_matches_the_textbook_formula(docs, query):
     got = bm25_scores(" ".join(query), docs)
     assert got == pytest.approx(_bm25_reference(query, docs))
