@@ -20,7 +20,9 @@ its normalizer, pre-tokenizer and model), never guessed from what token text loo
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import operator
 import re
 from collections.abc import Iterable, Sequence
 from functools import cached_property
@@ -356,23 +358,55 @@ class _Decoding:
                     i = vocab.get(f"<0x{h}>")
                     if i is not None:
                         fallback[i] = b
-        items = texts
-        out: list[bytes] | None = None
-        for step in self.steps:
-            if step[0] == "replace":
-                _, old, new = step
-                items = [t.replace(old, new) for t in items]
-            elif step[0] == "strip":
-                _, ch, start, stop = step
-                items = [_strip(t, ch, start, stop) for t in items]
-            elif step[0] == "bytelevel":
-                out = [_byte_level(t) for t in items]
-                break  # everything is bytes now; later steps act on text only
-        if out is None:
-            out = [t.encode("utf-8") for t in items]
+        text_steps = [step for step in self.steps if step[0] != "bytefallback"]
+        if all(step[0] == "replace" for step in text_steps):  # the common SentencePiece case
+            out = _replace_and_encode_all(texts, [step[1:] for step in text_steps])
+        else:
+            items, out = texts, None
+            for step in text_steps:  # ByteLevel, if present, is the last step (see __init__)
+                if step[0] == "replace":
+                    items = [t.replace(step[1], step[2]) for t in items]
+                elif step[0] == "strip":
+                    items = [_strip(t, *step[1:]) for t in items]
+                else:
+                    out = _byte_level_all(items)
+            if out is None:
+                out = _replace_and_encode_all(items, [])
         for i, b in fallback.items():
             out[i] = bytes([b])
         return out
+
+
+# Whole-vocabulary string operations run once over the joined texts (C speed, not a Python loop
+# per token) whenever the separator occurs in no token; otherwise token by token.
+_SEP = "\x00"
+
+
+def _joined(items: list[str]) -> str | None:
+    text = _SEP.join(items)
+    return text if text.count(_SEP) == len(items) - 1 else None
+
+
+def _replace_and_encode_all(items: list[str], replacements: list[tuple[str, str]]) -> list[bytes]:
+    """UTF-8 of every item after the (old, new) string replacements, in order."""
+    text = _joined(items)
+    if text is None or any(not old or _SEP in old + new for old, new in replacements):
+        for old, new in replacements:
+            items = [t.replace(old, new) for t in items]
+        return [t.encode("utf-8") for t in items]
+    for old, new in replacements:
+        text = text.replace(old, new)
+    return text.encode("utf-8").split(_SEP.encode())
+
+
+def _byte_level_all(items: list[str]) -> list[bytes]:
+    # In byte-level text one character is one byte, so the joined bytes split by text lengths.
+    try:
+        data = "".join(items).translate(_GPT2_TABLE).encode("latin-1")
+    except UnicodeEncodeError:
+        return [_byte_level(t) for t in items]
+    ends = list(itertools.accumulate(map(len, items)))
+    return list(map(data.__getitem__, map(slice, [0, *ends[:-1]], ends)))
 
 
 def _byte_level(text: str) -> bytes:
@@ -397,17 +431,22 @@ def _from_tokenizers(backend: Any) -> tuple[list[bytes], set[int], bool]:
     model_vocab: dict[str, int] = backend.get_vocab(with_added_tokens=False)
     added = backend.get_added_tokens_decoder()
     n = max(max(model_vocab.values(), default=-1), max(added, default=-1)) + 1
-    texts = [""] * n
-    in_model = [False] * n
-    for text, i in model_vocab.items():
-        texts[i] = text
-        in_model[i] = True
+    ids = np.fromiter(model_vocab.values(), dtype=np.int64, count=len(model_vocab))
+    order = np.argsort(ids)
+    if len(ids) > 1 and np.array_equal(ids[order], np.arange(len(ids))):
+        # ids 0..m-1 (added tokens may follow): reorder at C speed
+        texts = list(operator.itemgetter(*order.tolist())(list(model_vocab)))
+        texts += [""] * (n - len(texts))
+    else:  # ids with holes: fill one by one
+        texts = [""] * n
+        for text, i in model_vocab.items():
+            texts[i] = text
     tokens = decoding.apply(texts, model_vocab)
     special: set[int] = set()
     for i, tok in added.items():
         if tok.special:
             special.add(i)
-        elif not in_model[i]:
+        elif model_vocab.get(tok.content) != i:
             # An added token outside the model's vocabulary is matched in the raw text, or in
             # the normalized text (where spaces are the space marker) when `normalized`.
             content = tok.content

@@ -109,6 +109,22 @@ def test_byte_level_tokens_and_added_tokens():
     assert partial in tk.encode("日本").ids  # a token that is not UTF-8 alone, in use
 
 
+def test_token_texts_outside_the_fast_paths():
+    # A byte-level vocabulary entry with a character outside the byte alphabet keeps its UTF-8
+    # (as tokenizers decodes it); a SentencePiece piece holding NUL defeats the joined-text path.
+    tk = byte_level_tokenizer()
+    tk.model = models.BPE({**tk.get_vocab(with_added_tokens=False), "raw x": 999}, [])
+    vocab = Vocabulary.from_tokenizer(tk, eos_token_ids=[265])
+    assert vocab.tokens[999] == b"raw x" and vocab.tokens[tk.token_to_id(bl(b" h"))] == b" h"
+    sp = sentencepiece_style_tokenizer()
+    sp.model = models.BPE({**sp.get_vocab(with_added_tokens=False), "\u2581a\x00b": 500},
+                          [], byte_fallback=True)
+    vocab = Vocabulary.from_tokenizer(sp, eos_token_ids=[2])
+    assert vocab.tokens[500] == b" a\x00b" and vocab.tokens[3 + 0x41] == b"A"
+    assert vocab.tokens[sp.token_to_id("\u2581hello")] == b" hello"
+    assert vocab.tokens[400] == b""  # an id no token has
+
+
 def test_byte_level_inferred_without_decoder():
     with_decoder = Vocabulary.from_tokenizer(byte_level_tokenizer(), eos_token_ids=[265])
     without = Vocabulary.from_tokenizer(byte_level_tokenizer(False), eos_token_ids=[265])
