@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import json
 import operator
-import re
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
@@ -34,7 +33,6 @@ __all__ = ["Vocabulary", "VocabularyError"]
 
 # Above this many bytes the padded matrix behind the vectorized sort is not worth its memory.
 _MAX_SORT_MATRIX_BYTES = 1 << 28
-_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
 class VocabularyError(ValueError):
@@ -97,20 +95,17 @@ class Vocabulary:
                     f"SentencePiece transformers tokenizer, or a tokenizers.Tokenizer")
             tokens, special, prefix = _from_tokenizers(backend)
         special |= set(getattr(tokenizer, "all_special_ids", ()) or ())
-        eos = [tokenizer.eos_token_id] if getattr(tokenizer, "eos_token_id", None) is not None else []
-        eos += list(eos_token_ids)
-        if not eos:
-            raise VocabularyError(
-                "Vocabulary.from_tokenizer: the tokenizer has no eos_token_id; pass eos_token_ids=")
         n = len(tokens)
         if vocab_size is not None and vocab_size < n:
             raise VocabularyError(
                 f"Vocabulary.from_tokenizer: vocab_size={vocab_size} is smaller than the "
                 f"tokenizer, which defines ids up to {n - 1}")
-        for i in eos:
-            if not 0 <= int(i) < max(n, vocab_size or 0):
-                raise VocabularyError(f"Vocabulary.from_tokenizer: EOS id {i} is out of range")
-        special |= {int(i) for i in eos}
+        eos = [tokenizer.eos_token_id] if getattr(tokenizer, "eos_token_id", None) is not None else []
+        eos = _unique_ids([*eos, *eos_token_ids], max(n, vocab_size or 0), "eos_token_ids")
+        if not eos:
+            raise VocabularyError(
+                "Vocabulary.from_tokenizer: the tokenizer has no eos_token_id; pass eos_token_ids=")
+        special.update(eos)
         for i in special:
             if i < n:
                 tokens[i] = b""

@@ -193,8 +193,10 @@ def test_eos_and_size_arguments():
     assert padded.token_lengths[n:].sum() == 0
     with pytest.raises(VocabularyError, match="smaller"):
         Vocabulary.from_tokenizer(tk, vocab_size=n - 1, eos_token_ids=[2])
-    with pytest.raises(VocabularyError, match="out of range"):
+    with pytest.raises(VocabularyError, match="eos_token_ids holds .* outside"):
         Vocabulary.from_tokenizer(tk, eos_token_ids=[n + 5])
+    with pytest.raises(VocabularyError, match="not an int"):
+        Vocabulary.from_tokenizer(tk, eos_token_ids=["</s>"])
     with pytest.raises(VocabularyError, match="unsupported tokenizer type"):
         Vocabulary.from_tokenizer(object(), eos_token_ids=[0])
 
