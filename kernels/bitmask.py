@@ -1,0 +1,149 @@
+"""In-place application of a token bitmask to logits: a Triton kernel and its torch reference.
+
+Layout (shared with XGrammar, llguidance and outlines-core): int32 words, `ceil(V / 32)` per row;
+token t is allowed when bit `t % 32` of word `t // 32` is 1. Masked logits become -inf; allowed
+logits are not touched. Logits wider than `32 * words` (a padded vocabulary) have their extra
+ids masked; extra bits past the logits' width are ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from .dispatch import (check_bitmask, check_logits, check_rows, launch_options, tl, triton,
+                       use_triton)
+
+# Tokens per chunk of the torch path: the gathered caps (4 bytes a token) stay in L2.
+_CHUNK_TOKENS = 1 << 18
+# Words per Triton tile: 64 words = 2048 tokens per program.
+_TILE_WORDS = 64
+
+
+def bitmask_words(vocab_size: int) -> int:
+    """Words per bitmask row for a vocabulary of `vocab_size` tokens: ceil(V / 32)."""
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 0:
+        raise ValueError(f"bitmask_words: vocab_size must be a non-negative int, got {vocab_size!r}")
+    return (vocab_size + 31) // 32
+
+
+def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor,
+                         indices: torch.Tensor | Sequence[int] | None = None) -> None:
+    """Set logits of disallowed tokens to -inf, in place.
+
+    logits: (B, V') float32/float16/bfloat16. bitmask: int32 (B, W), or (len(indices), W) when
+    `indices` is given, in which case row i of the bitmask applies to logits[indices[i]] and the
+    other rows are untouched. Indices must be unique; tensor indices on CUDA are not range-checked
+    (that would need a host sync).
+    """
+    op = "apply_token_bitmask_"
+    check_logits(op, logits)
+    rows = None if indices is None else check_rows(op, indices, logits.shape[0], logits.device)
+    check_bitmask(op, bitmask, logits.shape[0] if rows is None else rows.numel(), logits.device)
+    if use_triton(logits.device):
+        apply_triton(logits, bitmask, rows)
+    else:
+        apply_torch(logits, bitmask, rows)
+
+
+# ----------------------------------------------------------------------------- torch reference
+
+def _byte_table(values: tuple[float, float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(256, 8) table: entry [b, j] is values[1] when bit j of byte b is set, else values[0]."""
+    bits = (torch.arange(256, device=device)[:, None] >> torch.arange(8, device=device)) & 1
+    return torch.where(bits.bool(), values[1], values[0]).to(dtype)
+
+
+_tables: dict[tuple, torch.Tensor] = {}
+
+
+def byte_table(values: tuple[float, float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    key = (values, dtype, device)
+    if key not in _tables:
+        _tables[key] = _byte_table(values, dtype, device)
+    return _tables[key]
+
+
+def bitmask_bytes(bitmask: torch.Tensor) -> torch.Tensor:
+    """(R, 4W) int32 byte values of each row, byte k of a row covering tokens 8k .. 8k+7."""
+    if sys.byteorder == "little":
+        return bitmask.contiguous().view(torch.uint8).to(torch.int32)
+    shifts = torch.tensor([0, 8, 16, 24], dtype=torch.int32, device=bitmask.device)
+    return ((bitmask[..., None] >> shifts) & 0xFF).reshape(bitmask.shape[0], -1)
+
+
+def unpack_bitmask(bitmask: torch.Tensor, width: int) -> torch.Tensor:
+    """(R, width) bool: token allowed. Bits past 32 * W are False."""
+    table = byte_table((0.0, 1.0), torch.bool, bitmask.device)
+    rows = bitmask.shape[0]
+    allowed = table.index_select(0, bitmask_bytes(bitmask).reshape(-1)).view(rows, -1)
+    if allowed.shape[1] >= width:
+        return allowed[:, :width]
+    pad = torch.zeros(rows, width - allowed.shape[1], dtype=torch.bool, device=bitmask.device)
+    return torch.cat([allowed, pad], dim=1)
+
+
+def apply_torch(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor | None) -> None:
+    """Reference implementation: min(logit, cap) with cap = +inf (allowed) or -inf (masked).
+
+    The caps come from a 256 x 8 table indexed by the mask's bytes; min() leaves allowed values
+    bit-for-bit unchanged. A NaN logit at a masked id is set to -inf like any other.
+    """
+    n_cols, n_words = logits.shape[1], bitmask.shape[1]
+    covered = min(n_cols, 32 * n_words)
+    caps = byte_table((float("-inf"), float("inf")), logits.dtype, logits.device)
+    targets = range(logits.shape[0]) if rows is None else rows.tolist()
+    per_chunk = max(1, _CHUNK_TOKENS // max(covered, 1))
+    for start in range(0, bitmask.shape[0], per_chunk):
+        stop = min(start + per_chunk, bitmask.shape[0])
+        cap = caps.index_select(0, bitmask_bytes(bitmask[start:stop]).reshape(-1))
+        cap = cap.view(stop - start, -1)[:, :covered]
+        if rows is None:  # consecutive rows: one view, one op
+            views = [(logits[start:stop, :covered], cap)]
+        else:
+            views = [(logits[targets[i], :covered], cap[i - start]) for i in range(start, stop)]
+        for view, c in views:
+            torch.minimum(view, c, out=view)
+            if torch.isnan(view.sum()):  # min(NaN, -inf) is NaN: masked NaNs must become -inf too
+                view.masked_fill_(view.isnan() & (c < 0), float("-inf"))
+    if covered < n_cols:  # padded vocabulary: ids past the mask are never allowed
+        if rows is None:
+            logits[:, covered:] = float("-inf")
+        else:
+            logits[rows, covered:] = float("-inf")
+
+
+# ----------------------------------------------------------------------------- Triton kernel
+
+@triton.jit
+def _apply_kernel(logits_ptr, stride_row, stride_col, n_cols,
+                  mask_ptr, mask_stride, n_words, rows_ptr,
+                  HAS_ROWS: tl.constexpr, TILE_WORDS: tl.constexpr):
+    i = tl.program_id(0)
+    tile = tl.program_id(1)
+    if HAS_ROWS:
+        row = tl.load(rows_ptr + i).to(tl.int64)
+    else:
+        row = i.to(tl.int64)
+    word = tile * TILE_WORDS + tl.arange(0, TILE_WORDS)
+    bits = tl.load(mask_ptr + i.to(tl.int64) * mask_stride + word, mask=word < n_words, other=0)
+    lane = tl.arange(0, 32)
+    token = word[:, None] * 32 + lane[None, :]
+    masked = ((bits[:, None] >> lane[None, :]) & 1) == 0
+    ptrs = logits_ptr + row * stride_row + token.to(tl.int64) * stride_col
+    # Only masked ids are written; the logits themselves are never read.
+    tl.store(ptrs, float("-inf"), mask=masked & (token < n_cols))
+
+
+def apply_triton(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor | None) -> None:
+    """Launch the Triton kernel (compiled on CUDA, interpreted on CPU under TRITON_INTERPRET=1)."""
+    n_rows = bitmask.shape[0]
+    if n_rows == 0 or logits.shape[1] == 0:
+        return
+    grid = (n_rows, triton.cdiv(logits.shape[1], 32 * _TILE_WORDS))
+    _apply_kernel[grid](logits, logits.stride(0), logits.stride(1), logits.shape[1],
+                        bitmask, bitmask.stride(0), bitmask.shape[1],
+                        rows if rows is not None else bitmask,
+                        HAS_ROWS=rows is not None, TILE_WORDS=_TILE_WORDS, **launch_options())
