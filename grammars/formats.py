@@ -1,0 +1,154 @@
+"""What the grammar knows about `format` values, and integer ranges written as regexes.
+
+String formats become patterns over the value (full match). `EXACT_FORMATS` follow their RFC's
+syntax (calendar validity, e.g. 30 February, is not checked); `APPROXIMATE_FORMATS` accept a
+common, documented subset and are reported with a GrammarWarning. Integer formats are ranges.
+"""
+
+from __future__ import annotations
+
+from . import regex
+
+_DATE = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]{1,9})?"
+_OFFSET = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_H16 = r"[0-9A-Fa-f]{1,4}"
+
+EXACT_FORMATS: dict[str, str] = {
+    "date": _DATE,
+    "date-time": _DATE + "T" + _TIME + _OFFSET,
+    "time": _TIME + _OFFSET + "?",  # the offset is optional: "14:30:00" is what people send
+    "uuid": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    "ipv4": rf"{_OCTET}(?:\.{_OCTET}){{3}}",
+    "byte": r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?",
+    "duration": r"-?P(?:[0-9]+Y)?(?:[0-9]+M)?(?:[0-9]+W)?(?:[0-9]+D)?"
+                r"(?:T(?:[0-9]+H)?(?:[0-9]+M)?(?:[0-9]+(?:\.[0-9]+)?S)?)?",
+}
+
+APPROXIMATE_FORMATS: dict[str, str] = {
+    "email": rf"[A-Za-z0-9._%+-]+@{_LABEL}(?:\.{_LABEL})+",
+    "hostname": rf"{_LABEL}(?:\.{_LABEL})*",
+    "uri": r"[A-Za-z][A-Za-z0-9+.-]*:[^\s\"<>\\^`{|}]+",
+    "uri-reference": r"[^\s\"<>\\^`{|}]*",
+    "ipv6": rf"(?:{_H16}:){{7}}{_H16}|(?:(?:{_H16}:){{0,6}}{_H16})?::(?:(?:{_H16}:){{0,6}}{_H16})?",
+}
+
+ALIASES = {"datetime": "date-time", "dateTime": "date-time", "date_time": "date-time",
+           "google-datetime": "date-time", "guid": "uuid", "url": "uri", "ip": "ipv4",
+           "idn-email": "email", "idn-hostname": "hostname", "iri": "uri",
+           "iri-reference": "uri-reference", "google-duration": "duration"}
+
+# Formats that carry no constraint on the text (hints for tools and documentation).
+ANNOTATION_FORMATS = {"binary", "password", "string", "text", "textarea", "html", "markdown"}
+
+INTEGER_FORMATS: dict[str, tuple[int, int]] = {
+    "int8": (-2**7, 2**7 - 1), "int16": (-2**15, 2**15 - 1),
+    "int32": (-2**31, 2**31 - 1), "int64": (-2**63, 2**63 - 1),
+    "uint8": (0, 2**8 - 1), "uint16": (0, 2**16 - 1),
+    "uint32": (0, 2**32 - 1), "uint64": (0, 2**64 - 1),
+}
+# Number formats name a binary representation, not a set of texts.
+NUMBER_FORMATS = {"float", "double", "decimal", "number", "int32", "int64"}
+
+
+def string_format(name: str):
+    """(full-match regex AST, exact) for a known string format, None for an annotation-only
+    format; raises KeyError for an unknown one."""
+    name = ALIASES.get(name, name)
+    if name in ANNOTATION_FORMATS:
+        return None
+    if name in EXACT_FORMATS:
+        return _parsed(EXACT_FORMATS[name]), True
+    return _parsed(APPROXIMATE_FORMATS[name]), False
+
+
+_CACHE: dict[str, regex.Node] = {}
+
+
+def _parsed(source: str) -> regex.Node:
+    if source not in _CACHE:
+        _CACHE[source] = regex.parse(source)
+    return _CACHE[source]
+
+
+# ----------------------------------------------------------------------------- integer ranges
+
+def _same_length(lo: str, hi: str) -> list[str]:
+    """Regex alternatives for the decimal numbers lo..hi, both written with the same length."""
+    if lo == hi:
+        return [lo]
+    if len(lo) == 1:
+        return [f"[{lo}-{hi}]"]
+    if lo[0] == hi[0]:
+        return [lo[0] + _group(_same_length(lo[1:], hi[1:]))]
+    n = len(lo) - 1
+    out = []
+    if lo[1:] == "0" * n:
+        first = int(lo[0])
+    else:
+        out.append(lo[0] + _group(_same_length(lo[1:], "9" * n)))
+        first = int(lo[0]) + 1
+    last = int(hi[0]) if hi[1:] == "9" * n else int(hi[0]) - 1
+    if first <= last:
+        digit = str(first) if first == last else f"[{first}-{last}]"
+        out.append(digit + ("[0-9]" if n == 1 else "[0-9]{%d}" % n))
+    if hi[1:] != "9" * n:
+        out.append(hi[0] + _group(_same_length("0" * n, hi[1:])))
+    return out
+
+
+def _group(alts: list[str]) -> str:
+    return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+
+def _non_negative(lo: int, hi: int | None) -> list[str]:
+    """Alternatives for lo..hi (hi None = unbounded), 0 <= lo, canonical decimal (no leading 0)."""
+    out: list[str] = []
+    if lo == 0:
+        out.append("0")
+        lo = 1
+        if hi == 0:
+            return out
+    run: list[int] = []  # consecutive lengths whose every number is in range, merged into one
+
+    def flush(unbounded: bool = False) -> None:
+        if run:
+            a, b = run[0] - 1, None if unbounded else run[-1] - 1
+            out.append("[1-9]" if b == 0 else "[1-9][0-9]" + regex._quant(a, b))
+            run.clear()
+
+    length = len(str(lo))
+    while True:
+        if hi is None and lo == 10 ** (length - 1):  # every longer number is in range too
+            run.append(length)
+            flush(unbounded=True)
+            return out
+        top = 10 ** length - 1 if hi is None else min(hi, 10 ** length - 1)
+        if lo == 10 ** (length - 1) and top == 10 ** length - 1:
+            run.append(length)
+        else:
+            flush()
+            out += _same_length(str(lo), str(top))
+        length += 1
+        lo = 10 ** (length - 1)
+        if hi is not None and length > len(str(hi)):
+            flush()
+            return out
+
+
+def int_range_regex(lo: int | None, hi: int | None) -> str:
+    """Regex for the canonical decimal integers in [lo, hi] (None = unbounded); '' if empty."""
+    if lo is not None and hi is not None and lo > hi:
+        return ""
+    # Longest alternatives first: Lark matches terminals with Python's leftmost-first `re`,
+    # so "12" must not stop at "1". (The language is the same in any order.)
+    alts = []
+    if hi is None or hi >= 0:  # the non-negative part
+        alts += _non_negative(max(lo, 0) if lo is not None else 0, hi)[::-1]
+    if lo is None or lo < 0:  # the negative part: -(magnitudes)
+        mag_lo = 1 if hi is None or hi >= 0 else -hi
+        mag_hi = None if lo is None else -lo
+        alts.append("-" + _group(_non_negative(mag_lo, mag_hi)[::-1]))
+    return "|".join(alts)

@@ -1,0 +1,355 @@
+"""FunctionSpecs -> Lark grammar text for one call syntax (`python` or `json`).
+
+The output is canonical: exactly one text per call. Arguments come in declaration order
+(required ones always, optional ones omittable), separated by exactly ", "; JSON is spaced as
+`json.dumps` spaces it. There is no `%ignore` and no recursion (recursive schemas are unrolled
+while lowering), so the masking layer can compile the grammar into one finite automaton.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from . import formats, regex
+from .errors import GrammarError, Reporter
+from .ir import AnyV, Arr, Bool, Def, Int, Lit, Map, Node, Null, Num, Obj, Str, Union
+from .lower import Lowering, collect_warnings, lower_function
+from .spec import NO_RELEVANT_FUNCTION, FunctionSpec
+from .values import render
+
+COMMON_LARK_DIR = str(Path(__file__).resolve().parent)
+COMMON_LARK_FILE = Path(COMMON_LARK_DIR) / "octogram_common.lark"
+STYLES = ("python", "json")
+
+
+@functools.lru_cache(maxsize=1)
+def common_terminals() -> dict[str, str]:
+    """NAME -> definition body, from octogram_common.lark (one definition per line)."""
+    out = {}
+    for line in COMMON_LARK_FILE.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^([A-Z][A-Z0-9_]*):\s*(.+?)\s*$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def lark_literal(text: str) -> str:
+    """A Lark string literal that matches `text` exactly."""
+    if not text:
+        raise ValueError("empty literal")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@contextlib.contextmanager
+def deep_recursion(limit: int = 20000) -> Iterator[None]:
+    """Unrolled schemas of big APIs nest deeply; allow it for the duration of one call."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def _rule_name(hint: str) -> str:
+    name = re.sub(r"[^a-z0-9]+", "_", hint.lower()).strip("_")[:40].strip("_")
+    if not name or not name[0].isalpha():
+        name = "v_" + name
+    return name
+
+
+class _Emitter:
+    """Writes IR nodes as Lark rules and terminals, sharing identical bodies."""
+
+    def __init__(self, style: str, max_repeat: int):
+        self.style, self.max_repeat = style, max_repeat
+        self.rules: dict[str, str] = {}
+        self.rule_by_body: dict[str, str] = {}
+        self.terminals: dict[str, str] = {}
+        self.terminal_by_body: dict[str, str] = {}
+        self.common: set[str] = set()
+        self.memo: dict[int, str] = {}
+        self.taken: set[str] = {"start"}
+
+    # ------------------------------------------------------------------ naming
+
+    def _fresh(self, base: str) -> str:
+        name, n = base, 1
+        while name in self.taken:
+            n += 1
+            name = f"{base}_{n}"
+        self.taken.add(name)
+        return name
+
+    def rule(self, hint: str, body: str) -> str:
+        if body in self.rule_by_body:
+            return self.rule_by_body[body]
+        name = self._fresh(_rule_name(hint))
+        self.rules[name] = body
+        self.rule_by_body[body] = name
+        return name
+
+    def terminal(self, hint: str, body: str) -> str:
+        if body in self.terminal_by_body:
+            return self.terminal_by_body[body]
+        name = self._fresh(_rule_name(hint).upper())
+        self.terminals[name] = body
+        self.terminal_by_body[body] = name
+        return name
+
+    def use(self, name: str) -> str:
+        self.common.add(name)
+        return name
+
+    # ------------------------------------------------------------------ values
+
+    def literal(self, value: object) -> str:
+        return lark_literal(render(value, self.style))
+
+    def expr(self, node: Node, hint: str) -> str:
+        """An expression for `node` that is safe to concatenate and to quantify."""
+        key = id(node)
+        if key not in self.memo:
+            self.memo[key] = self._expr(node, hint)
+        return self.memo[key]
+
+    def _expr(self, node: Node, hint: str) -> str:
+        py = self.style == "python"
+        if isinstance(node, Def):
+            name = node.ref.rsplit("/", 1)[-1].replace("~1", "_").replace("~0", "_")
+            return self.expr(node.node, f"{name}_r{node.budget}")
+        if isinstance(node, Str):
+            return self._string(node, hint)
+        if isinstance(node, Int):
+            if node.lo is None and node.hi is None:
+                return self.use("INT")
+            if node.lo == 0 and node.hi is None:
+                return self.use("NONNEG_INT")
+            body = "/" + formats.int_range_regex(node.lo, node.hi) + "/"
+            lo = "n" if node.lo is None else str(node.lo).replace("-", "m")
+            hi = "n" if node.hi is None else str(node.hi).replace("-", "m")
+            return self.terminal(f"int_{lo}_{hi}", body)
+        if isinstance(node, Num):
+            return self.use("NONNEG_NUMBER" if node.nonneg else "NUMBER")
+        if isinstance(node, Bool):
+            return self.use("PY_BOOL" if py else "JSON_BOOL")
+        if isinstance(node, Null):
+            return self.use("PY_NONE" if py else "JSON_NULL")
+        if isinstance(node, Lit):
+            alts = [self.literal(v) for v in node.values]
+            return alts[0] if len(alts) == 1 else self.rule(hint, " | ".join(alts))
+        if isinstance(node, Union):
+            alts = list(dict.fromkeys(self.expr(a, f"{hint}_{i}") for i, a in enumerate(node.alts)))
+            return alts[0] if len(alts) == 1 else self.rule(hint, " | ".join(alts))
+        if isinstance(node, Arr):
+            return self._array(node, hint)
+        if isinstance(node, Obj):
+            items = [(f"{lark_literal(render(k, self.style) + ': ')} {self.expr(sub, f'{hint}_{k}')}", req)
+                     for k, sub, req in node.props]
+            body, optional = self.sequence(items, hint)
+            if not body:
+                return lark_literal("{}")
+            return self.rule(hint, f'"{{" {"[" + body + "]" if optional else body} "}}"')
+        if isinstance(node, Map):
+            if node.value is None:
+                return lark_literal("{}")
+            pair = f'{self.use("STRING")} ": " {self.expr(node.value, hint + "_value")}'
+            return self.rule(hint, self.repeat('"{"', '"}"', pair, node.min_size, node.max_size))
+        if isinstance(node, AnyV):
+            return self._any(node.depth)
+        raise TypeError(f"unknown node {node!r}")
+
+    def _string(self, node: Str, hint: str) -> str:
+        if node.regex is not None:
+            return self.terminal(hint, '/"' + regex.to_literal_regex(node.regex) + '"/')
+        lo, hi = node.min_len, node.max_len
+        if (lo, hi) == (0, None):
+            return self.use("STRING")
+        if (lo, hi) == (1, None):
+            return self.use("NONEMPTY_STRING")
+        char = self.use("STRING_CHAR")
+        if hi is None:
+            middle = f"{char} ~ {lo} {char}*"
+        elif hi == 0:
+            return lark_literal('""')
+        else:
+            middle = f"{char} ~ {lo}" if lo == hi else f"{char} ~ {lo}..{hi}"
+        return self.rule(f"{hint}_str", f'"\\"" {middle} "\\""')
+
+    def repeat(self, open_: str, close: str, item: str, lo: int, hi: "int | None") -> str:
+        """open item (", " item)... close with lo..hi items (hi None: unbounded)."""
+        if hi == 0:
+            return f"{open_} {close}"
+        more_lo, more_hi = max(lo - 1, 0), None if hi is None else hi - 1
+        if more_hi is None:
+            more = f'(", " {item}) ~ {more_lo} (", " {item})*' if more_lo else f'(", " {item})*'
+        elif more_hi == 0:
+            more = ""
+        else:
+            more = f'(", " {item}) ~ {more_lo}' + ("" if more_lo == more_hi else f"..{more_hi}")
+        inner = f"{item} {more}".strip()
+        return f"{open_} {inner} {close}" if lo >= 1 else f"{open_} [{inner}] {close}"
+
+    def _array(self, node: Arr, hint: str) -> str:
+        lo, hi = node.min_items, node.max_items
+        prefix = list(node.prefix)
+        if hi is not None:
+            prefix = prefix[:hi]
+        if not prefix:
+            if node.items is None or hi == 0:
+                return lark_literal("[]")
+            item = self.expr(node.items, hint + "_item")
+            return self.rule(hint, self.repeat('"["', '"]"', item, lo, hi))
+        exprs = [self.expr(p, f"{hint}_{i}") for i, p in enumerate(prefix)]
+        k = len(exprs)
+        # the elements after the prefix: between max(lo-k, 0) and hi-k more
+        tail = ""
+        if node.items is not None and (hi is None or hi > k):
+            item = self.expr(node.items, hint + "_item")
+            a, b = max(lo - k, 0), None if hi is None else hi - k
+            if b is None:
+                tail = f'(", " {item}) ~ {a} (", " {item})*' if a else f'(", " {item})*'
+            else:
+                tail = f'(", " {item}) ~ {a}' + ("" if a == b else f"..{b}")
+        # positions k-1 .. 0, each optional once the minimum is met
+        inner = tail
+        for i in range(k - 1, -1, -1):
+            piece = (exprs[i] if i == 0 else f'", " {exprs[i]}') + (f" {inner}" if inner else "")
+            inner = piece if i < lo else f"[{piece}]"
+        return self.rule(hint, f'"[" {inner} "]"')
+
+    def _any(self, depth: int) -> str:
+        py = self.style == "python"
+        scalars = [self.use("STRING"), self.use("NUMBER"), self.use("PY_BOOL" if py else "JSON_BOOL"),
+                   self.use("PY_NONE" if py else "JSON_NULL")]
+        if depth <= 0:
+            return self.rule("any_scalar", " | ".join(scalars))
+        inner = self._any(depth - 1)
+        array = self.repeat('"["', '"]"', inner, 0, None)
+        obj = self.repeat('"{"', '"}"', f'{self.use("STRING")} ": " {inner}', 0, None)
+        return self.rule(f"any_depth{depth}", " | ".join(scalars + [array, obj]))
+
+    # ------------------------------------------------------------------ sequences
+
+    def sequence(self, items: "list[tuple[str, bool]]", hint: str) -> "tuple[str, bool]":
+        """Items in order joined by ", ": required ones always, optional ones omittable.
+        Returns (expression, may_be_empty); the expression is '' when there are no items."""
+        n = len(items)
+        if n == 0:
+            return "", True
+        first_req = next((i for i, (_, req) in enumerate(items) if req), None)
+        starts = list(range(0, (first_req if first_req is not None else n - 1) + 1))
+
+        def sep(e: str, req: bool) -> str:
+            return f'", " {e}' if req else f'[", " {e}]'
+
+        if len(starts) == 1:
+            return " ".join([items[0][0]] + [sep(e, r) for e, r in items[1:]]), False
+        if n * len(starts) <= 64:
+            alts = [" ".join([items[j][0]] + [sep(e, r) for e, r in items[j + 1:]]) for j in starts]
+            return self.rule(hint + "_args", " | ".join(alts)), first_req is None
+        # long all-optional prefix: chain rules keep the grammar linear in the number of items
+        tails: dict[int, str] = {}
+        for i in range(n - 1, 0, -1):
+            e, r = items[i]
+            body = sep(e, r) + (f" {tails[i + 1]}" if i + 1 in tails else "")
+            tails[i] = self.rule(f"{hint}_from{i}", body)
+        alts = [items[j][0] + (f" {tails[j + 1]}" if j + 1 in tails else "") for j in starts]
+        return self.rule(hint + "_args", " | ".join(alts)), first_req is None
+
+
+def _check_functions(functions: Sequence[FunctionSpec], include_no_relevant: bool) -> list[FunctionSpec]:
+    if isinstance(functions, FunctionSpec):
+        functions = [functions]
+    specs = list(functions)
+    for f in specs:
+        if not isinstance(f, FunctionSpec):
+            raise GrammarError(f"expected FunctionSpec objects, got {type(f).__name__}")
+    names = [f.name for f in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise GrammarError(f"duplicate function names: {', '.join(dupes)}")
+    if include_no_relevant:
+        if NO_RELEVANT_FUNCTION.name in names:
+            raise GrammarError(f"{NO_RELEVANT_FUNCTION.name!r} is reserved (it is always offered); "
+                               "rename the function or pass include_no_relevant=False")
+        specs.append(NO_RELEVANT_FUNCTION)
+    if not specs:
+        raise GrammarError("no functions to build a grammar for")
+    return specs
+
+
+def to_lark(functions: Sequence[FunctionSpec], style: str = "python", *, max_depth: int = 3,
+            strict: bool = False, parallel: bool = True, include_no_relevant: bool = True,
+            max_repeat: int = 64) -> str:
+    """Lark grammar (start rule `start`) accepting exactly the canonical calls to `functions`.
+
+    style: "python" (``f(a=1, b="x")``, values as Python literals) or "json"
+    (``{"name": "f", "arguments": {"a": 1, "b": "x"}}``). `parallel` adds the list form
+    ``[call, call, ...]``; `include_no_relevant` adds ``no_relevant_function(query="...")`` as a
+    call that stands alone. `max_depth` bounds recursive schemas and free-form values;
+    `max_repeat` bounds the lengths and item counts that are expressed. Keywords that are not
+    expressed are reported as GrammarWarning, or raised as GrammarError when `strict`.
+    """
+    if style not in STYLES:
+        raise GrammarError(f"unknown style {style!r}: expected 'python' or 'json'")
+    specs = _check_functions(functions, include_no_relevant)
+    reporter = Reporter(strict)
+    emitter = _Emitter(style, max_repeat)
+    call_rules: list[str] = []
+    no_relevant_rule = None
+    with deep_recursion():
+        for spec in specs:
+            lowering = Lowering(spec.defs, max_depth=max_depth, max_repeat=max_repeat, strict=strict)
+            try:
+                params = lower_function(spec, lowering)
+            except RecursionError:
+                raise GrammarError(f"the schemas of {spec.name!r} nest too deeply to lower", spec.source) from None
+            reporter.extend(collect_warnings(lowering, [node for _, node in params]))
+            hint = f"{spec.name}"
+            items = []
+            for p, node in params:
+                key = f"{p.name}=" if style == "python" else render(p.name, "json") + ": "
+                items.append((f"{lark_literal(key)} {emitter.expr(node, f'{hint}_{p.name}')}", p.required))
+            body, optional = emitter.sequence(items, hint)
+            args = f"[{body}]" if body and optional else body
+            if style == "python":
+                head, tail = f"{spec.name}(", ")"
+            else:
+                head, tail = '{"name": ' + render(spec.name, "json") + ', "arguments": {', "}}"
+            text = " ".join(part for part in (lark_literal(head), args, lark_literal(tail)) if part)
+            name = emitter._fresh("fn_" + _rule_name(spec.name))
+            emitter.rules[name] = text
+            if spec is NO_RELEVANT_FUNCTION:
+                no_relevant_rule = name
+            else:
+                call_rules.append(name)
+    reporter.emit(stacklevel=3)
+
+    head_rules = {}
+    if call_rules:
+        head_rules["call"] = " | ".join(call_rules)
+        calls = 'call | "[" call (", " call)* "]"' if parallel else "call"
+        head_rules["start"] = calls + (f" | {no_relevant_rule}" if no_relevant_rule else "")
+    else:
+        head_rules["start"] = no_relevant_rule  # type: ignore[assignment]
+
+    common = common_terminals()
+    needed, pending = set(), list(emitter.common)
+    while pending:  # common terminals may use one another
+        t = pending.pop()
+        if t not in needed:
+            needed.add(t)
+            pending += [u for u in re.findall(r"\b[A-Z][A-Z0-9_]*\b", common[t]) if u in common]
+    lines = [f"// octogram grammar: style={style}, max_depth={max_depth}, functions: "
+             + ", ".join(s.name for s in specs)]
+    lines += [f"{k}: {v}" for k, v in head_rules.items()]
+    lines += [f"{k}: {v}" for k, v in emitter.rules.items()]
+    lines += [f"{k}: {v}" for k, v in emitter.terminals.items()]
+    lines += [f"{k}: {common[k]}" for k in sorted(needed)]
+    return "\n".join(lines) + "\n"
