@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["TokenizerUnavailable", "LOADERS", "GENERATION_EOS_IDS", "MODEL_VOCAB_SIZE",
-           "cache_dir", "gemma3", "llama3", "qwen3", "mistral_32k", "mistral_tekken",
+           "cache_dir", "gemma3", "llama3", "qwen", "qwen3", "mistral_32k", "mistral_tekken",
            "reference_encoder", "reference_token_bytes"]
 
 # Bump when a builder changes, so stale conversions in users' caches are rebuilt.
@@ -100,6 +100,16 @@ def _package_file(package: str, distribution: str, *parts: str) -> Path:
     if not path.is_file():
         raise TokenizerUnavailable(f"{distribution} {_version(distribution)} lacks {path}")
     return path
+
+
+def _module(name: str, distribution: str) -> Any:
+    """Import `name`, or say which PyPI package provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise TokenizerUnavailable(f"{name} is unavailable ({err}); pip install {distribution}") from None
 
 
 def _version(distribution: str) -> str:
@@ -322,7 +332,7 @@ def _sentencepiece_bpe(proto: bytes, *, bos: str, eos: str, unk: str) -> Any:
     SentencePiece merges, among adjacent pairs whose concatenation is a piece, the one whose
     piece scores highest: each split of a piece is a merge, ranked by (-score, piece id).
     """
-    from sentencepiece import sentencepiece_model_pb2 as pb
+    pb = _module("sentencepiece.sentencepiece_model_pb2", "sentencepiece protobuf")
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -368,15 +378,14 @@ def mistral_tekken() -> Any:
     source = _mistral_file(_TEKKEN)
 
     def build(out: Path) -> None:
-        from mistral_common.tokens.tokenizers.tekken import Tekkenizer
-
+        tekken = _module("mistral_common.tokens.tokenizers.tekken", "mistral-common")
         data = json.loads(source.read_text())
         config = data["config"]
         n_special = config["default_num_special_tokens"]
         live = config["default_vocab_size"] - n_special
         ranks = {base64.b64decode(e["token_bytes"]): e["rank"]
                  for e in data["vocab"] if e["rank"] < live}
-        reference = Tekkenizer.from_file(source)
+        reference = tekken.Tekkenizer.from_file(source)
         specials = [(i, reference.id_to_piece(i), True) for i in range(n_special)]
         _byte_level_bpe(ranks, config["pattern"], specials, id_offset=n_special, bos="<s>",
                         eos="</s>", unk="<unk>", pad="<pad>").save_pretrained(out)
@@ -423,8 +432,7 @@ def gemma3() -> Any:
 def _gemma3_sentencepiece() -> Any:
     """The GGUF's pieces, scores and types as a SentencePiece BPE model: an encoder independent
     of transformers' conversion, cached as a `.model` file."""
-    import sentencepiece as spm
-
+    spm = _module("sentencepiece", "sentencepiece")
     packaged = _gemma_package()
     path = cache_dir() / "tokenizers" / f"gemma3-{packaged.EXPECTED_SHA256[:12]}-spm.model"
     if not path.is_file():
@@ -441,8 +449,8 @@ def _gemma3_sentencepiece() -> Any:
 
 
 def _spm_proto_from_gguf(gguf: Path) -> bytes:
-    from gguf import GGUFReader
-    from sentencepiece import sentencepiece_model_pb2 as pb
+    GGUFReader = _module("gguf", "gguf").GGUFReader
+    pb = _module("sentencepiece.sentencepiece_model_pb2", "sentencepiece protobuf")
 
     fields = GGUFReader(gguf).fields
 
@@ -478,21 +486,15 @@ def reference_encoder(name: str) -> Callable[[str], list[int]]:
     """The source package's own encoder for loader `name`: text -> ids, no BOS/EOS, special
     tokens in the text treated as plain text (unlike transformers, which matches them)."""
     if name in ("llama3", "qwen3"):
-        try:
-            import quicktok
-        except ModuleNotFoundError:
-            raise TokenizerUnavailable("the PyPI package 'quicktok-v1' is not installed") from None
-        enc = quicktok.get_encoding(name)
+        enc = _module("quicktok", "quicktok-v1==0.4.0").get_encoding(name)
         return lambda text: list(enc.encode_ordinary(text))
     if name == "mistral_32k":
-        from mistral_common.tokens.tokenizers.sentencepiece import SentencePieceTokenizer
-
-        sp = SentencePieceTokenizer(str(_mistral_file(_MISTRAL_32K)))
+        module = _module("mistral_common.tokens.tokenizers.sentencepiece", "mistral-common")
+        sp = module.SentencePieceTokenizer(str(_mistral_file(_MISTRAL_32K)))
         return lambda text: list(sp.encode(text, bos=False, eos=False))
     if name == "mistral_tekken":
-        from mistral_common.tokens.tokenizers.tekken import Tekkenizer
-
-        tk = Tekkenizer.from_file(_mistral_file(_TEKKEN))
+        module = _module("mistral_common.tokens.tokenizers.tekken", "mistral-common")
+        tk = module.Tekkenizer.from_file(_mistral_file(_TEKKEN))
         return lambda text: list(tk.encode(text, bos=False, eos=False))
     if name == "gemma3":
         sp = _gemma3_sentencepiece()
@@ -516,8 +518,7 @@ def reference_token_bytes(name: str) -> dict[int, bytes]:
         return {e["rank"] + n_special: base64.b64decode(e["token_bytes"])
                 for e in data["vocab"] if e["rank"] < live}
     if name in ("mistral_32k", "gemma3"):
-        from sentencepiece import sentencepiece_model_pb2 as pb
-
+        pb = _module("sentencepiece.sentencepiece_model_pb2", "sentencepiece protobuf")
         if name == "gemma3":
             proto = _gemma3_sentencepiece().serialized_model_proto()
         else:
@@ -534,6 +535,8 @@ def reference_token_bytes(name: str) -> dict[int, bytes]:
         return out
     raise KeyError(f"no reference for {name!r}; known: {sorted(LOADERS)}")
 
+
+qwen = qwen3  # Qwen2.5 shares this vocabulary up to id 151664
 
 LOADERS: dict[str, Callable[[], Any]] = {
     "gemma3": gemma3, "llama3": llama3, "qwen3": qwen3, "mistral_32k": mistral_32k,

