@@ -203,7 +203,8 @@ def thresholds_torch(keys: torch.Tensor, best: torch.Tensor, temperature: torch.
         depth = int(depth_rows[p_rows].max())
         top = keys.topk(depth, dim=1).values
         cum = torch.exp(top - best[:, None]).cumsum(dim=1)
-        first = (cum < (top_p * mass)[:, None]).sum(dim=1).clamp(max=depth_rows - 1)
+        last = depth_rows.clamp(max=depth) - 1  # rounding can leave cum just short of the target
+        first = torch.minimum((cum < (top_p * mass)[:, None]).sum(dim=1), last)
         nucleus = top.gather(1, first[:, None]).squeeze(1)
         threshold = torch.where(p_rows, torch.maximum(threshold, nucleus), threshold)
     return threshold
