@@ -562,7 +562,7 @@ def main() -> None:
     import argparse
     import statistics
 
-    from benchmarks.results import command_line, git_revision, machine_summary, write_section
+    from benchmarks.results import git_revision, machine_summary, write_section
     from octogram.masking.vocabulary import Vocabulary
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -570,6 +570,7 @@ def main() -> None:
     parser.add_argument("--no-cold", action="store_true",
                         help="skip timing the one-time conversions in a fresh temporary cache")
     args = parser.parse_args()
+    command = " ".join(["python -m benchmarks.real_tokenizers", *sys.argv[1:]])
 
     def ms(times: list[float]) -> str:
         return f"{statistics.median(times) * 1e3:.0f} ({min(times) * 1e3:.0f})"
@@ -623,7 +624,7 @@ def main() -> None:
         "## Real tokenizers and their byte vocabularies",
         "",
         f"Machine: {machine_summary(('torch', 'transformers', 'tokenizers', 'xgrammar', 'llguidance'))}."
-        f" Revision {git_revision()}. Command: `{command_line()}`. Load average during the run: "
+        f" Revision {git_revision()}. Command: `{command}`. Load average during the run: "
         f"{os.getloadavg()[0]:.1f} (timings scale with it; the ratios within a row do not).",
         "",
         "Cold: the one-time conversion into an empty cache (s). Warm: loading the cached "
