@@ -99,93 +99,142 @@ def _encode(tokenizer: Any, prompts: Sequence[str | Sequence[int]], pad_id: int
     return ids, mask
 
 
-class _Picker:
-    """Chooses each row's next token from its logits and bitmask (greedy or seeded sampling)."""
+class _Sampler:
+    """Greedy (`temperature == 0`) or seeded sampling, always through the kernels' sampler."""
 
     def __init__(self, temperature: float, top_k: int, top_p: float, seed: int | None,
                  device: torch.device):
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
-        self.generator = None
-        if temperature > 0:
-            self.generator = torch.Generator(device=device)
-            self.generator.manual_seed(seed if seed is not None else torch.seed())
+        self.options = {"temperature": float(temperature), "top_k": int(top_k),
+                        "top_p": float(top_p)}
+        # A private generator, so that decoding never draws from torch's global one.
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(0 if seed is None and temperature == 0 else
+                                   seed if seed is not None else torch.seed())
 
     def __call__(self, logits: torch.Tensor, bitmask: torch.Tensor | None) -> torch.Tensor:
-        if self.temperature == 0:
-            if bitmask is not None:
-                from octogram.kernels import apply_token_bitmask_
-
-                apply_token_bitmask_(logits, bitmask)
-            return logits.argmax(dim=-1)
+        if bitmask is None:
+            if self.options["temperature"] == 0:
+                return logits.argmax(dim=-1)  # nothing to mask, nothing to draw
+            bitmask = torch.full((logits.shape[0], (logits.shape[1] + 31) // 32), -1,
+                                 dtype=torch.int32, device=logits.device)
         from octogram.kernels import sample_constrained
 
-        return sample_constrained(logits, bitmask, temperature=self.temperature, top_k=self.top_k,
-                                  top_p=self.top_p, generator=self.generator)
+        return sample_constrained(logits, bitmask, generator=self.generator, **self.options)
+
+
+class _Batch:
+    """The model side of decoding: left-padded prefill, then chunks appended to one KV cache."""
+
+    def __init__(self, model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[int]],
+                 pad_id: int):
+        from transformers import DynamicCache
+
+        self.model, self.pad_id = model, pad_id
+        self.device = next(model.parameters()).device
+        ids, attn = _encode(tokenizer, prompts, pad_id)
+        self.attn = attn.to(self.device)
+        positions = (self.attn.cumsum(-1) - 1).clamp(min=0)
+        self.cache = DynamicCache(config=model.config)
+        self.logits = self._forward(ids.to(self.device), positions)
+        self.next_pos = positions[:, -1] + 1
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=ids, attention_mask=self.attn, position_ids=positions,
+                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1].float()
+
+    def keep(self, rows: list[int]) -> None:
+        """Drop every batch row not in `rows` (finished ones) from the batch and the cache."""
+        index = torch.tensor(rows, device=self.device)
+        self.cache.batch_select_indices(index)
+        self.attn, self.next_pos = self.attn[index], self.next_pos[index]
+
+    def append(self, chunk: torch.Tensor, chunk_mask: torch.Tensor) -> None:
+        """Feed (B, L) tokens right-aligned per row, padding masked; logits of the last column."""
+        positions = (self.next_pos[:, None] + chunk_mask.cumsum(-1) - 1).clamp(min=0)
+        self.attn = torch.cat([self.attn, chunk_mask], dim=1)
+        self.next_pos = self.next_pos + chunk_mask.sum(-1)
+        self.logits = self._forward(chunk, positions)
+
+
+def _check(model: Any, prompts: Sequence[Any], grammars: Sequence[Any | None],
+           max_new_tokens: int) -> None:
+    if len(grammars) != len(prompts):
+        raise ValueError(f"decode: {len(prompts)} prompts but {len(grammars)} grammars")
+    if max_new_tokens < 1:
+        raise ValueError(f"decode: max_new_tokens must be >= 1, got {max_new_tokens}")
+    width = logits_width(model)
+    for i, g in enumerate(grammars):
+        if g is not None and g.vocab_size != width:
+            raise ValueError(f"decode: grammar {i} was compiled for {g.vocab_size} tokens but the "
+                             f"model's logits have {width}")
 
 
 @torch.inference_mode()
 def decode(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[int]],
            grammars: Sequence[Any | None] | None = None, *, max_new_tokens: int = 128,
            temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-           seed: int | None = None, jump_forward: bool = True,
+           seed: int | None = None, jump_forward: bool = True, engine: str = "auto",
            on_step: Callable[[int], None] | None = None) -> list[Decoded]:
     """Decode a batch of prompts (text, or token ids); row i follows `grammars[i]` if not None.
 
     `grammars[i]` is a `TokenFSM` compiled for this tokenizer at the model's logits width.
-    `temperature=0` is greedy; otherwise sampling (top-k/top-p) from a generator seeded by
-    `seed`. `on_step(n)` is called after each step with the number of tokens the rows took (EOS
-    and forced tokens included).
+    `temperature=0` is greedy; otherwise sampling (top-k/top-p) seeded by `seed`.
+    `engine`: "host" keeps one `Matcher` per row on the CPU (jump-forward, finished rows leave
+    the batch); "device" keeps every row's FSM state on the model's device (`DeviceFSM.step`:
+    mask, sample and advance without a host round trip; checks for the end every 4 steps; no
+    jump-forward; every row needs a grammar); "auto" is "device" on CUDA when every row has a
+    grammar, else "host". `on_step(n)` is called with the number of tokens the rows took.
     """
-    n = len(prompts)
-    if grammars is None:
-        grammars = [None] * n
-    if len(grammars) != n:
-        raise ValueError(f"decode: {n} prompts but {len(grammars)} grammars")
-    if max_new_tokens < 1:
-        raise ValueError(f"decode: max_new_tokens must be >= 1, got {max_new_tokens}")
-    device = next(model.parameters()).device
-    width = logits_width(model)
-    for i, g in enumerate(grammars):
-        if g is not None and g.vocab_size != width:
-            raise ValueError(f"decode: grammar {i} was compiled for {g.vocab_size} tokens but the "
-                             f"model's logits have {width}")
-    eos = set(eos_token_ids(model, tokenizer))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
-    pick = _Picker(temperature, top_k, top_p, seed, device)
+    grammars = [None] * len(prompts) if grammars is None else list(grammars)
+    _check(model, prompts, grammars, max_new_tokens)
+    if engine == "auto":
+        on_cuda = next(model.parameters()).device.type == "cuda"
+        engine = "device" if on_cuda and all(g is not None for g in grammars) else "host"
+    if engine not in ("host", "device"):
+        raise ValueError(f"decode: engine must be 'auto', 'host' or 'device', got {engine!r}")
+    if engine == "device" and any(g is None for g in grammars):
+        raise ValueError("decode: the device engine needs a grammar for every row")
+    eos = eos_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    batch = _Batch(model, tokenizer, prompts, pad_id)
+    sampler = _Sampler(temperature, top_k, top_p, seed, batch.device)
+    run = _decode_device if engine == "device" else _decode_host
+    out = run(batch, grammars, sampler, set(eos), max_new_tokens, jump_forward, on_step)
+    for o in out:
+        o.text = tokenizer.decode(o.token_ids, skip_special_tokens=False)
+    return out
+
+
+def _decode_host(batch: _Batch, grammars: list[Any | None], sampler: _Sampler, eos: set[int],
+                 max_new_tokens: int, jump_forward: bool,
+                 on_step: Callable[[int], None] | None) -> list[Decoded]:
     matchers = [g.matcher() if g is not None else None for g in grammars]
-    out = [Decoded([], "", "length") for _ in range(n)]
-
-    from transformers import DynamicCache
-
-    ids, attn = _encode(tokenizer, prompts, pad_id)
-    ids, attn = ids.to(device), attn.to(device)
-    positions = (attn.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=positions,
-                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-    next_pos = positions[:, -1] + 1
-    rows = list(range(n))  # batch row -> request index, for the rows still decoding
-    words = (width + 31) // 32
+    out = [Decoded([], "", "length") for _ in grammars]
+    rows = list(range(len(grammars)))  # batch row -> request index, for the rows still decoding
+    words = (batch.logits.shape[-1] + 31) // 32
     while True:
-        constrained = [r for r, i in enumerate(rows) if matchers[i] is not None]
         bitmask = None
-        if constrained:
+        if any(matchers[i] is not None for i in rows):
             bitmask = torch.full((len(rows), words), -1, dtype=torch.int32)
-            for r in constrained:
-                matchers[rows[r]].fill_bitmask(bitmask[r])
-            bitmask = bitmask.to(device)
-        chosen = pick(logits.float(), bitmask).tolist()
+            for r, i in enumerate(rows):
+                if matchers[i] is not None:
+                    matchers[i].fill_bitmask(bitmask[r])
+            bitmask = bitmask.to(batch.device)
+        chosen = sampler(batch.logits, bitmask).tolist()
 
         pending: list[list[int]] = []
         produced = 0
         for r, i in enumerate(rows):
             token, m, o = int(chosen[r]), matchers[i], out[i]
             if m is not None and not m.advance(token):
-                raise RuntimeError(f"decode: row {i} sampled token {token}, which its grammar "
+                raise RuntimeError(f"decode: row {i} got token {token}, which its grammar "
                                    "forbids; the mask was not applied")
             new = [token]
             if m is not None and jump_forward and not m.is_finished():
@@ -205,30 +254,59 @@ def decode(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[int]],
 
         keep = [r for r, p in enumerate(pending) if p]
         if not keep:
-            break
-        if len(keep) < len(rows):  # drop finished rows from the batch and the cache
-            index = torch.tensor(keep, device=device)
-            cache.batch_select_indices(index)
-            attn, next_pos = attn[index], next_pos[index]
+            return out
+        if len(keep) < len(rows):
+            batch.keep(keep)
             rows = [rows[r] for r in keep]
             pending = [pending[r] for r in keep]
         # Rows append different numbers of tokens (jump-forward): right-align them in one chunk,
         # masking the padding, so that the last column is every row's newest token.
         span = max(map(len, pending))
-        chunk = torch.full((len(rows), span), pad_id, dtype=torch.long)
+        chunk = torch.full((len(rows), span), batch.pad_id, dtype=torch.long)
         chunk_mask = torch.zeros((len(rows), span), dtype=torch.long)
         for r, p in enumerate(pending):
             chunk[r, span - len(p):] = torch.tensor(p)
             chunk_mask[r, span - len(p):] = 1
-        chunk, chunk_mask = chunk.to(device), chunk_mask.to(device)
-        chunk_pos = (next_pos[:, None] + chunk_mask.cumsum(-1) - 1).clamp(min=0)
-        attn = torch.cat([attn, chunk_mask], dim=1)
-        next_pos = next_pos + chunk_mask.sum(-1)
-        logits = model(input_ids=chunk, attention_mask=attn, position_ids=chunk_pos,
-                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        batch.append(chunk.to(batch.device), chunk_mask.to(batch.device))
 
-    for o in out:
-        o.text = tokenizer.decode(o.token_ids, skip_special_tokens=False)
+
+def _decode_device(batch: _Batch, grammars: list[Any], sampler: _Sampler, eos: set[int],
+                   max_new_tokens: int, jump_forward: bool,
+                   on_step: Callable[[int], None] | None) -> list[Decoded]:
+    from octogram.kernels import DeviceFSM
+
+    device = batch.device
+    fsm, states = DeviceFSM.concat([g.tables() for g in grammars], device)
+    n = len(grammars)
+    tokens_out = torch.full((n, max_new_tokens), batch.pad_id, dtype=torch.long, device=device)
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    eos_ids = torch.tensor(sorted(eos), device=device)
+    steps, produced = 0, torch.zeros((), dtype=torch.long, device=device)
+    for step in range(max_new_tokens):
+        tokens, states = fsm.step(batch.logits, states, finished=finished,
+                                  pad_token_id=batch.pad_id, generator=sampler.generator,
+                                  **sampler.options)
+        tokens_out[:, step] = tokens
+        live = ~finished
+        produced += live.sum()
+        finished = finished | torch.isin(tokens, eos_ids) | (tokens < 0)
+        steps = step + 1
+        if steps % 4 == 0 or steps == max_new_tokens:  # the loop's only host synchronisation
+            if on_step is not None:
+                on_step(int(produced))
+                produced.zero_()
+            if bool(finished.all()) or steps == max_new_tokens:
+                break
+        batch.append(tokens[:, None], live.long()[:, None])
+
+    out = []
+    for i, row in enumerate(tokens_out[:, :steps].tolist()):
+        if -1 in row:
+            raise RuntimeError(f"decode: row {i} had no allowed token with a finite logit after "
+                               f"{row.index(-1)} tokens")
+        end = next((k for k, t in enumerate(row) if t in eos), None)
+        out.append(Decoded(row if end is None else row[:end], "", "length" if end is None
+                           else "end"))
     return out
 
 

@@ -66,56 +66,72 @@ def _accepted(fsm, ids, eos) -> bool:
     return all(m.advance(t) for t in ids) and m.advance(eos)
 
 
-def test_masked_greedy_equals_hf_generate_with_the_processor(model_and_tokenizer, fsms):
+@pytest.fixture(scope="module")
+def greedy_rows(model_and_tokenizer, fsms):
+    """Masked greedy rows from the host engine without jump-forward, shared by the comparisons."""
     model, tok = model_and_tokenizer
-    prompts = [_prompt(q) for q in QUERIES]
+    prompts = [_prompt(q) for q in QUERIES[:2]]
     grammars = [fsms["weather"]] * len(prompts)
-    ours = decode(model, tok, prompts, grammars, max_new_tokens=24, jump_forward=False)
-    theirs = hf_decode(model, tok, prompts, grammars, max_new_tokens=24)
+    return prompts, grammars, decode(model, tok, prompts, grammars, max_new_tokens=20,
+                                     jump_forward=False)
+
+
+def test_masked_greedy_equals_hf_generate_with_the_processor(model_and_tokenizer, fsms,
+                                                             greedy_rows):
+    model, tok = model_and_tokenizer
+    prompts, grammars, ours = greedy_rows
+    theirs = hf_decode(model, tok, prompts, grammars, max_new_tokens=20)
     assert [o.token_ids for o in ours] == [t.token_ids for t in theirs]
     assert all(o.stop_reason == "end" for o in ours)
     eos = eos_token_ids(model, tok)[0]
     assert all(_accepted(fsms["weather"], o.token_ids, eos) for o in ours)
 
 
-def test_jump_forward_does_not_change_greedy_output(model_and_tokenizer, fsms):
+def test_jump_forward_does_not_change_greedy_output(model_and_tokenizer, greedy_rows):
     model, tok = model_and_tokenizer
-    prompts = [_prompt(q) for q in QUERIES]
-    grammars = [fsms["weather"]] * len(prompts)
-    plain = decode(model, tok, prompts, grammars, max_new_tokens=24, jump_forward=False)
-    jumped = decode(model, tok, prompts, grammars, max_new_tokens=24, jump_forward=True)
+    prompts, grammars, plain = greedy_rows
+    jumped = decode(model, tok, prompts, grammars, max_new_tokens=20, jump_forward=True)
     assert [o.token_ids for o in jumped] == [o.token_ids for o in plain]
     assert sum(o.forced_tokens for o in jumped) > 0  # the rule did force tokens here
     assert all(o.forced_tokens == 0 for o in plain)
+
+
+def test_device_engine_matches_the_host_engine(model_and_tokenizer, fsms, greedy_rows):
+    """The device-resident loop (torch reference of DeviceFSM.step on CPU) against matchers."""
+    model, tok = model_and_tokenizer
+    prompts, grammars, host = greedy_rows
+    device = decode(model, tok, prompts, grammars, max_new_tokens=20, engine="device")
+    assert [o.token_ids for o in device] == [o.token_ids for o in host]
+    assert [o.stop_reason for o in device] == [o.stop_reason for o in host]
 
 
 def test_mixed_batch_rows_follow_their_own_grammar_or_none(model_and_tokenizer, fsms):
     model, tok = model_and_tokenizer
     prompts = [_prompt(QUERIES[0]), "The number of the beast is", _prompt(QUERIES[1])]
     grammars = [fsms["weather"], None, fsms["digits"]]
-    batch = decode(model, tok, prompts, grammars, max_new_tokens=12)
-    alone = [decode(model, tok, [p], [g], max_new_tokens=12)[0] for p, g in zip(prompts, grammars)]
+    batch = decode(model, tok, prompts, grammars, max_new_tokens=8)
+    alone = [decode(model, tok, [p], [g], max_new_tokens=8)[0] for p, g in zip(prompts, grammars)]
     assert [o.token_ids for o in batch] == [o.token_ids for o in alone]
-    unmasked = hf_decode(model, tok, [prompts[1]], None, max_new_tokens=12)[0]
+    unmasked = hf_decode(model, tok, [prompts[1]], None, max_new_tokens=8)[0]
     assert batch[1].token_ids == unmasked.token_ids
     assert batch[2].text.startswith("answer: ") and batch[2].text[8:].isdigit()
 
 
-def test_seeded_sampling_is_reproducible_and_stays_in_the_grammar(model_and_tokenizer, fsms):
+@pytest.mark.parametrize("engine", ["host", "device"])
+def test_seeded_sampling_is_reproducible_and_stays_in_the_grammar(model_and_tokenizer, fsms,
+                                                                  engine):
     model, tok = model_and_tokenizer
-    prompts = [_prompt(q) for q in QUERIES[:2]]
-    grammars = [fsms["weather"]] * len(prompts)
-    opts = dict(max_new_tokens=16, temperature=1.5, top_k=50, top_p=0.95)
+    prompts = [_prompt(QUERIES[2]), "The number of the beast is"]
+    grammars = [fsms["weather"], fsms["digits"]]
+    opts = dict(max_new_tokens=10, temperature=1.5, top_k=50, top_p=0.95, engine=engine)
     first = decode(model, tok, prompts, grammars, seed=7, **opts)
     again = decode(model, tok, prompts, grammars, seed=7, **opts)
     assert [o.token_ids for o in first] == [o.token_ids for o in again]
     eos = eos_token_ids(model, tok)[0]
-    for o in first:
-        if o.stop_reason == "end":
-            assert _accepted(fsms["weather"], o.token_ids, eos), o.text
-        else:  # cut by max_new_tokens: still a prefix the grammar allows
-            m = fsms["weather"].matcher()
-            assert all(m.advance(t) for t in o.token_ids), o.text
+    for o, g in zip(first, grammars):
+        m = g.matcher()
+        assert all(m.advance(t) for t in o.token_ids), o.text  # a prefix the grammar allows
+        assert o.stop_reason == "length" or m.advance(eos)  # and complete where it ended
 
 
 def test_max_new_tokens_cuts_rows_short(model_and_tokenizer, fsms):
@@ -131,3 +147,4 @@ def test_grammar_for_another_vocabulary_width_is_refused(model_and_tokenizer):
     fsm = compile_grammar(DIGITS, vocab)
     with pytest.raises(ValueError, match="compiled for"):
         decode(model, tok, ["x"], [fsm], max_new_tokens=2)
+
