@@ -11,6 +11,7 @@ same language.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 try:  # Python >= 3.11
@@ -22,8 +23,8 @@ except ImportError:  # pragma: no cover
 
 import torch
 
-__all__ = ["lark_to_regex", "lark_to_gbnf", "xgrammar_processor", "transformers_cfg_processor",
-           "lmfe_prefix_function"]
+__all__ = ["lark_to_regex", "lark_to_gbnf", "xgrammar_factory", "transformers_cfg_factory",
+           "lmfe_factory"]
 
 
 def _compiled_rules(lark_text: str) -> tuple[dict[str, list[list[Any]]], dict[str, Any]]:
@@ -132,25 +133,30 @@ def lark_to_gbnf(lark_text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- processors
+# Each factory compiles one grammar once and returns `make(rows)`, the keyword arguments of one
+# `model.generate` call over `rows` rows with that grammar (the processors keep per-generation
+# state, so each call gets new ones).
 
-def xgrammar_processor(lark_texts: list[str], tokenizer: Any, vocab_size: int) -> Any:
-    """xgrammar's HF processor (one per `generate` call), one grammar per row."""
+def xgrammar_factory(lark_text: str, tokenizer: Any, vocab_size: int) -> Callable[[int], dict]:
+    """xgrammar's HF processor."""
     import xgrammar as xgr
     from xgrammar.contrib.hf import LogitsProcessor
 
     info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
-    compiler = xgr.GrammarCompiler(info)
-    compiled = {t: compiler.compile_grammar(xgr.Grammar.from_lark(t)) for t in set(lark_texts)}
-    return LogitsProcessor([compiled[t] for t in lark_texts])
+    compiled = xgr.GrammarCompiler(info).compile_grammar(xgr.Grammar.from_lark(lark_text))
+    return lambda rows: {"logits_processor": [LogitsProcessor([compiled] * rows)]}
 
 
-def transformers_cfg_processor(lark_text: str, tokenizer: Any) -> Any:
-    """transformers-cfg's processor; it takes one grammar for the whole batch."""
+def transformers_cfg_factory(lark_text: str, tokenizer: Any, vocab_size: int
+                             ) -> Callable[[int], dict]:
+    """transformers-cfg's processor (it applies one grammar to every row of a batch)."""
     from transformers_cfg.generation.logits_process import GrammarConstrainedLogitsProcessor
     from transformers_cfg.grammar_utils import IncrementalGrammarConstraint
 
-    return GrammarConstrainedLogitsProcessor(
-        IncrementalGrammarConstraint(lark_to_gbnf(lark_text), "root", tokenizer))
+    gbnf = lark_to_gbnf(lark_text)
+    IncrementalGrammarConstraint(gbnf, "root", tokenizer)  # fail early on a bad translation
+    return lambda rows: {"logits_processor": [GrammarConstrainedLogitsProcessor(
+        IncrementalGrammarConstraint(gbnf, "root", tokenizer))]}
 
 
 def _lmfe_tokenizer_data(tokenizer: Any, vocab_size: int) -> Any:
@@ -179,15 +185,19 @@ def _lmfe_tokenizer_data(tokenizer: Any, vocab_size: int) -> Any:
     return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, vocab_size)
 
 
-def lmfe_prefix_function(lark_texts: list[str], tokenizer: Any, vocab_size: int) -> Any:
-    """lm-format-enforcer's `prefix_allowed_tokens_fn`, one regex parser per row."""
+def lmfe_factory(lark_text: str, tokenizer: Any, vocab_size: int) -> Callable[[int], dict]:
+    """lm-format-enforcer's `prefix_allowed_tokens_fn` over a regex parser."""
     from lmformatenforcer import RegexParser, TokenEnforcer
 
     data = _lmfe_tokenizer_data(tokenizer, vocab_size)
-    enforcers = {t: TokenEnforcer(data, RegexParser(lark_to_regex(t))) for t in set(lark_texts)}
-    rows = [enforcers[t] for t in lark_texts]
+    parser = RegexParser(lark_to_regex(lark_text))
 
-    def allowed(batch_id: int, sent: torch.Tensor) -> list[int]:
-        return rows[batch_id].get_allowed_tokens(sent.tolist()).allowed_tokens
+    def make(rows: int) -> dict:
+        enforcer = TokenEnforcer(data, parser)  # it tells rows apart by their token prefixes
 
-    return allowed
+        def allowed(batch_id: int, sent: torch.Tensor) -> list[int]:
+            return enforcer.get_allowed_tokens(sent.tolist()).allowed_tokens
+
+        return {"prefix_allowed_tokens_fn": allowed}
+
+    return make

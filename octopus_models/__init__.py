@@ -1,1 +1,20 @@
-"""The Octopus models: prompts, the embedded default base, batched constrained generation, CLI."""
+"""The Octopus models: prompts, the embedded default base, batched constrained generation, CLI.
+
+    model, tokenizer = load_model()                  # embedded Gemma 3 270M (converted once)
+    gen = OctopusGenerator(model, tokenizer)
+    result = gen.call("What is the weather in Paris?", load("weather.json"))
+    result.call_text, result.calls                   # 'get_current_weather(city="Paris")', [...]
+"""
+
+from .base import (AdapterError, ModelLoadError, apply_lora, cache_dir, default_model_dir,
+                   load_model)
+from .generate import CallResult, Decoded, OctopusGenerator, decode
+from .hf import hf_decode
+from .prompt import PROMPT_FORMAT_VERSION, render_prompt, render_target
+from .retrieval import select_candidates
+
+__all__ = [
+    "load_model", "default_model_dir", "cache_dir", "apply_lora", "ModelLoadError",
+    "AdapterError", "OctopusGenerator", "CallResult", "Decoded", "decode", "hf_decode",
+    "PROMPT_FORMAT_VERSION", "render_prompt", "render_target", "select_candidates",
+]

@@ -2,7 +2,8 @@
 
 `hf_decode` takes the arguments of `generate.decode` and returns the same `Decoded` rows, so the
 two paths can be compared token for token. Pass sampling options (`do_sample`, `temperature`,
-`top_k`, `top_p`, `num_beams`...) through `**generate_kwargs`; the default is greedy.
+`top_k`, `top_p`, `num_beams`...) through `**generate_kwargs`; the default is greedy. Extra
+`logits_processor`s given there run after the grammar's.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def hf_decode(model: Any, tokenizer: Any, prompts: Sequence[str], grammars: Sequ
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
     device = next(model.parameters()).device
     processors = [GrammarLogitsProcessor(list(grammars))] if grammars is not None else []
+    processors += list(generate_kwargs.pop("logits_processor", None) or [])  # run after ours
     options: dict[str, Any] = {"do_sample": False, "top_k": None, "top_p": None,
                                "temperature": None, **generate_kwargs}
     out = model.generate(input_ids=enc.input_ids.to(device),
