@@ -16,13 +16,15 @@ _CACHE: dict[str, "VocabIndex"] = {}
 
 
 class VocabIndex:
-    def __init__(self, tokens: list[bytes], size: int):
-        self.size = size
-        ids = [i for i, t in enumerate(tokens) if t]
-        ids.sort(key=tokens.__getitem__)
-        self.order = np.asarray(ids, dtype=np.int64)           # sorted position -> token id
-        sorted_tokens = [tokens[i] for i in ids]
-        self.sorted_tokens = sorted_tokens                     # for binary search by prefix
+    def __init__(self, vocabulary):
+        tokens = vocabulary.tokens
+        self.size = vocabulary.size
+        order = np.asarray(vocabulary.sorted_ids, np.int64)
+        lengths = np.asarray(vocabulary.token_lengths, np.int64)
+        ids = order[lengths[order] > 0]                         # empty (special) tokens sort first
+        self.order = ids                                        # sorted position -> token id
+        sorted_tokens = [tokens[i] for i in ids.tolist()]
+        self.sorted_tokens = sorted_tokens                      # for binary search by prefix
         self.length_list = [len(t) for t in sorted_tokens]
         self.length = np.asarray(self.length_list, np.int64)
         self.start = np.zeros(len(ids), np.int64)
@@ -89,6 +91,6 @@ def vocab_index(vocabulary) -> VocabIndex:
     with _LOCK:
         got = _CACHE.get(key)
         if got is None:
-            got = VocabIndex(list(vocabulary.tokens), vocabulary.size)
+            got = VocabIndex(vocabulary)
             _CACHE[key] = got
         return got
