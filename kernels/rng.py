@@ -2,8 +2,9 @@
 
 Each (seed, batch row, token id) maps to one uniform in (0, 1) through a 32-bit integer hash
 (Wellons' "lowbias32" finaliser), with no state between calls. The Triton sampler inlines the
-same arithmetic on uint32 lanes; here it runs on int64 tensors holding 32-bit values, with the
-multiplications split so that no product overflows.
+same arithmetic on uint32 lanes; here it runs on int64 tensors holding 32-bit values. A constant
+c >= 2**31 is used as c - 2**32, which leaves the product's low 32 bits unchanged and keeps it
+within int64 (|x * c| < 2**63), so no operation relies on overflow.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ UNIFORM_SCALE = 2.0 ** -24
 
 
 def mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x * c) mod 2**32 for 0 <= x < 2**32, without int64 overflow."""
-    return ((((x * (c >> 16)) & 0xFFFF) << 16) + x * (c & 0xFFFF)) & MASK32
+    """(x * c) mod 2**32 for 0 <= x < 2**32 and a 32-bit constant c, without int64 overflow."""
+    return (x * (c - (1 << 32) if c >= 1 << 31 else c)) & MASK32
 
 
 def mix32(x: torch.Tensor) -> torch.Tensor:
@@ -38,7 +39,10 @@ def row_keys(seed: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 def uniforms(seed: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """float32 uniforms in (0, 1) for each (row, token) pair; same values as the Triton kernel."""
-    h = mix32(mul32(tokens.to(torch.int64), GOLDEN) ^ row_keys(seed, rows.to(torch.int64)))
+    rows = rows.to(torch.int64)
+    keys = row_keys(seed, torch.arange(int(rows.max()) + 1 if rows.numel() else 0,
+                                       device=rows.device))
+    h = mix32(mul32(tokens.to(torch.int64), GOLDEN) ^ keys[rows])
     return ((h >> 9) * 2 + 1).to(torch.float32) * UNIFORM_SCALE
 
 
@@ -47,6 +51,6 @@ def gumbel(seed: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor) -> torc
     return -torch.log(-torch.log(uniforms(seed, rows, tokens)))
 
 
-# Bounds of the noise (u ranges over [2**-24, 1 - 2**-24]): a token whose key is more than
-# GUMBEL_SPAN below the row's best key can never win the Gumbel-max race.
-GUMBEL_SPAN = 19.5
+# The noise never exceeds -log(-log(1 - 2**-24)) = 16.6355: a token whose key is more than this
+# below some candidate's score can never win the Gumbel-max race.
+GUMBEL_MAX = 16.64

@@ -139,39 +139,51 @@ def sample_torch(logits: torch.Tensor, bitmask: torch.Tensor, temperature: torch
     device = logits.device
     limit = min(n_cols, 32 * bitmask.shape[1])
     temps = temperature[:, None]
-    sampling = temps > 0
     x = logits[:, :limit].float()
-    key = torch.where(sampling, x / torch.where(sampling, temps, 1.0), x)
-    # caps: +inf where allowed, -inf where masked; NaN first becomes +inf so that a masked NaN
-    # ends at -inf and an allowed one at +inf (reported below).
+    key = x / torch.where(temps > 0, temps, 1.0)  # dividing by 1 leaves greedy rows exact
+    # caps: +inf where allowed, -inf where masked, so min() keeps allowed keys and masks the rest
     caps = byte_table((float("-inf"), float("inf")), torch.float32, device)
     caps = caps.index_select(0, bitmask_bytes(bitmask).reshape(-1)).view(batch, -1)[:, :limit]
-    keys = torch.minimum(torch.nan_to_num(key, nan=float("inf"), posinf=float("inf"),
-                                          neginf=float("-inf")), caps)
+    keys = torch.minimum(key, caps)
     best = keys.amax(dim=1) if limit else torch.full((batch,), float("-inf"), device=device)
+    if torch.isnan(best).any():  # rare: NaN becomes +inf first, so masked NaNs end at -inf
+        keys = torch.minimum(torch.nan_to_num(key, nan=float("inf"), posinf=float("inf"),
+                                              neginf=float("-inf")), caps)
+        best = keys.amax(dim=1)
     status = torch.where(best == float("inf"), NOT_FINITE,
                          torch.where(best == float("-inf"), NO_CANDIDATE, OK)).to(torch.int32)
-    keys = torch.where(status[:, None] == OK, keys, float("-inf"))  # rows in error sample nothing
-    threshold = thresholds_torch(keys, best, temperature, top_k, top_p)
+    ok = status == OK
+    # rows in error are treated as greedy here (no truncation work) and return -1 below
+    threshold = thresholds_torch(keys, best, torch.where(ok, temperature, 0.0), top_k, top_p)
 
     tokens = torch.full((batch,), -1, dtype=torch.int64, device=device)
-    greedy = (temperature == 0) & (status == OK)
-    if greedy.any():
-        tokens[greedy] = keys[greedy].argmax(dim=1)  # first maximum: the lowest id
-    rows = (temperature > 0) & (status == OK)
+    greedy = ok & (temperature == 0)
+    if greedy.any():  # the first maximum: the lowest id (argmax's scalar loop is slower)
+        r, c = torch.nonzero(greedy[:, None] & (keys == best[:, None]), as_tuple=True)
+        first = torch.full((batch,), n_cols, dtype=torch.int64, device=device)
+        tokens = torch.where(greedy, first.scatter_reduce(0, r, c, reduce="amin"), tokens)
+    rows = ok & (temperature > 0)
     if rows.any():
-        # Only keys within the noise's span of the row's best can win the race.
-        lower = best - rng.GUMBEL_SPAN - best.abs() * 2.0 ** -20 - 1e-3
-        lower = torch.maximum(lower, threshold)
-        r, c = torch.nonzero(rows[:, None] & (keys >= lower[:, None]) & (keys > float("-inf")),
-                             as_tuple=True)
+        # Noise only for keys that can still win: a first score from the keys near the top,
+        # then every key within the noise's maximum of that score (exact: no token below can
+        # reach it). Few keys are left when the distribution is peaked.
+        near = torch.where(rows, torch.maximum(best - 2.0, threshold), float("inf"))
+        r, c = torch.nonzero(keys >= near[:, None], as_tuple=True)
+        first_score = _row_max(keys[r, c] + rng.gumbel(seed, r, c), r, batch)
+        lower = first_score - rng.GUMBEL_MAX - first_score.abs() * 2.0 ** -20 - 1e-3
+        lower = torch.where(rows, torch.maximum(lower, threshold), float("inf"))
+        r, c = torch.nonzero(keys >= lower[:, None], as_tuple=True)
         score = keys[r, c] + rng.gumbel(seed, r, c)
-        top = torch.full((batch,), float("-inf"), device=device).scatter_reduce(
-            0, r, score, reduce="amax")
+        top = _row_max(score, r, batch)
         first = torch.full((batch,), n_cols, dtype=torch.int64, device=device).scatter_reduce(
             0, r, torch.where(score == top[r], c, n_cols), reduce="amin")
         tokens = torch.where(rows, first, tokens)
     return tokens, status
+
+
+def _row_max(values: torch.Tensor, rows: torch.Tensor, batch: int) -> torch.Tensor:
+    out = torch.full((batch,), float("-inf"), device=values.device)
+    return out.scatter_reduce(0, rows, values, reduce="amax")
 
 
 def thresholds_torch(keys: torch.Tensor, best: torch.Tensor, temperature: torch.Tensor,
@@ -184,6 +196,8 @@ def thresholds_torch(keys: torch.Tensor, best: torch.Tensor, temperature: torch.
     """
     batch = keys.shape[0]
     threshold = torch.full((batch,), float("-inf"), device=keys.device)
+    if not ((temperature > 0) & ((top_k > 0) | (top_p < 1))).any():
+        return threshold
     n = (keys > float("-inf")).sum(dim=1)
     sampling = (temperature > 0) & (n > 0)
     k_rows = sampling & (top_k > 0) & (top_k < n)

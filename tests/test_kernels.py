@@ -7,6 +7,7 @@ semantics and distribution, the device FSM against a pure-Python walk of its tab
 from __future__ import annotations
 
 import math
+import os
 import random
 
 import numpy as np
@@ -155,6 +156,23 @@ def test_apply_chunked_rows_match_reference():
         apply_torch(out, bitmask, None)
         allowed = unpack_bitmask(bitmask, shape[1])
         assert same(out, torch.where(allowed, logits, NEG))
+
+
+@pytest.mark.slow
+def test_apply_compiled_path_matches_reference():
+    """The opt-in torch.compile path (OCTOGRAM_KERNELS_COMPILE=1). Its first call compiles for
+    15-90 s whatever the shape, so there is no small form: it runs with OCTOGRAM_SLOW=full."""
+    if os.environ.get("OCTOGRAM_SLOW") != "full":
+        pytest.skip("compiles for 15-90 s; run with OCTOGRAM_SLOW=full")
+    gen = torch.Generator().manual_seed(3)
+    for dtype in (torch.float32, torch.bfloat16):
+        for shape, words in (((3, 100), 3), ((2, 70), 3), ((4, 1000), 32)):
+            logits = torch.randn(*shape, generator=gen).to(dtype)
+            logits[0, :5] = float("nan")
+            bitmask = random_bitmask(gen, shape[0], words)
+            out = logits.clone()
+            apply_torch(out, bitmask, None, compiled=True)
+            assert same(out, reference_apply(logits, bitmask)), (dtype, shape)
 
 
 @pytest.mark.parametrize("call, message", [
