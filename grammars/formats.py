@@ -23,6 +23,9 @@ EXACT_FORMATS: dict[str, str] = {
     "uuid": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
     "ipv4": rf"{_OCTET}(?:\.{_OCTET}){{3}}",
     "byte": r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?",
+    "date-time-rfc1123": r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (?:0[1-9]|[12][0-9]|3[01]) "
+                         r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+                         r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60) GMT",
     "duration": r"-?P(?:[0-9]+Y)?(?:[0-9]+M)?(?:[0-9]+W)?(?:[0-9]+D)?"
                 r"(?:T(?:[0-9]+H)?(?:[0-9]+M)?(?:[0-9]+(?:\.[0-9]+)?S)?)?",
 }
@@ -49,8 +52,12 @@ INTEGER_FORMATS: dict[str, tuple[int, int]] = {
     "uint8": (0, 2**8 - 1), "uint16": (0, 2**16 - 1),
     "uint32": (0, 2**32 - 1), "uint64": (0, 2**64 - 1),
 }
-# Number formats name a binary representation, not a set of texts.
+# Number formats name a binary representation, not a set of texts; these integer formats
+# name a meaning, not a range.
 NUMBER_FORMATS = {"float", "double", "decimal", "number", "int32", "int64"}
+INTEGER_ANNOTATIONS = {"unix-time", "timestamp", "integer", "int"}
+# A string that holds an integer (Google APIs send 64-bit integers as strings).
+STRING_INTEGER_FORMATS = {**INTEGER_FORMATS, "integer": (None, None), "int": (None, None)}
 
 
 def string_format(name: str):
@@ -59,6 +66,8 @@ def string_format(name: str):
     name = ALIASES.get(name, name)
     if name in ANNOTATION_FORMATS:
         return None
+    if name in STRING_INTEGER_FORMATS:
+        return _parsed(int_range_regex(*STRING_INTEGER_FORMATS[name])), True
     if name in EXACT_FORMATS:
         return _parsed(EXACT_FORMATS[name]), True
     return _parsed(APPROXIMATE_FORMATS[name]), False

@@ -172,26 +172,51 @@ class _Emitter:
             return self.use("STRING")
         if (lo, hi) == (1, None):
             return self.use("NONEMPTY_STRING")
-        char = self.use("STRING_CHAR")
-        if hi is None:
-            middle = f"{char} ~ {lo} {char}*"
-        elif hi == 0:
+        if hi == 0:
             return lark_literal('""')
-        else:
-            middle = f"{char} ~ {lo}" if lo == hi else f"{char} ~ {lo}..{hi}"
-        return self.rule(f"{hint}_str", f'"\\"" {middle} "\\""')
+        char = self.use("STRING_CHAR")
+        return self.rule(f"{hint}_str", f'"\\"" {self.times(char, lo, hi, "chars")} "\\""')
+
+    # Lark rewrites `x ~ 0..m` as m+1 alternatives of lengths 0..m (O(m^2) symbols, which its
+    # grammar analysis and anything built on its loader pay for); above this bound "up to k
+    # more" is a chain of optional blocks of 1, 2, 4, ... units (O(k) symbols, log k rules).
+    SMALL_REPEAT = 4
+
+    def times(self, unit: str, lo: int, hi: "int | None", hint: str) -> str:
+        """`unit` (an atomic expression) repeated lo..hi times (hi None: unbounded)."""
+        parts = []
+        if lo:
+            parts.append(unit if lo == 1 else f"{unit} ~ {lo}")
+        if hi is None:
+            parts.append(f"{unit}*")
+        elif hi > lo:
+            extra = hi - lo
+            if extra <= self.SMALL_REPEAT:
+                parts.append(f"{unit}?" if extra == 1 else f"{unit} ~ 0..{extra}")
+            else:
+                parts.append(self.up_to(unit, extra, hint))
+        return " ".join(parts)
+
+    def up_to(self, unit: str, k: int, hint: str) -> str:
+        """A rule matching `unit` 0..k times: optional blocks of 1, 2, 4, ... units and a last
+        block for the remainder, so every count 0..k is some choice of blocks."""
+        sizes, total = [], 0
+        while total + (1 << len(sizes)) <= k:
+            sizes.append(1 << len(sizes))
+            total += sizes[-1]
+        if k > total:
+            sizes.append(k - total)
+        name = ""
+        for size in reversed(sizes):
+            block = unit if size == 1 else f"{unit} ~ {size}"
+            name = self.rule(f"{hint}_upto{k}", f"[{block}]" + (f" {name}" if name else ""))
+        return name
 
     def repeat(self, open_: str, close: str, item: str, lo: int, hi: "int | None") -> str:
         """open item (", " item)... close with lo..hi items (hi None: unbounded)."""
         if hi == 0:
             return f"{open_} {close}"
-        more_lo, more_hi = max(lo - 1, 0), None if hi is None else hi - 1
-        if more_hi is None:
-            more = f'(", " {item}) ~ {more_lo} (", " {item})*' if more_lo else f'(", " {item})*'
-        elif more_hi == 0:
-            more = ""
-        else:
-            more = f'(", " {item}) ~ {more_lo}' + ("" if more_lo == more_hi else f"..{more_hi}")
+        more = self.times(f'(", " {item})', max(lo - 1, 0), None if hi is None else hi - 1, item.lower() + "_more")
         inner = f"{item} {more}".strip()
         return f"{open_} {inner} {close}" if lo >= 1 else f"{open_} [{inner}] {close}"
 
@@ -212,10 +237,7 @@ class _Emitter:
         if node.items is not None and (hi is None or hi > k):
             item = self.expr(node.items, hint + "_item")
             a, b = max(lo - k, 0), None if hi is None else hi - k
-            if b is None:
-                tail = f'(", " {item}) ~ {a} (", " {item})*' if a else f'(", " {item})*'
-            else:
-                tail = f'(", " {item}) ~ {a}' + ("" if a == b else f"..{b}")
+            tail = self.times(f'(", " {item})', a, b, item.lower() + "_more")
         # positions k-1 .. 0, each optional once the minimum is met
         inner = tail
         for i in range(k - 1, -1, -1):
@@ -236,6 +258,11 @@ class _Emitter:
 
     # ------------------------------------------------------------------ sequences
 
+    # Lark expands every `[x]` of a rule into "with and without", so a rule holding k of them
+    # has 2**k expansions (in Lark and in anything built on Lark's loader). Long runs of optional
+    # items are therefore chained through small rules, at most this many optional items each.
+    MAX_OPTIONAL_PER_RULE = 3
+
     def sequence(self, items: "list[tuple[str, bool]]", hint: str) -> "tuple[str, bool]":
         """Items in order joined by ", ": required ones always, optional ones omittable.
         Returns (expression, may_be_empty); the expression is '' when there are no items."""
@@ -243,23 +270,29 @@ class _Emitter:
         if n == 0:
             return "", True
         first_req = next((i for i, (_, req) in enumerate(items) if req), None)
-        starts = list(range(0, (first_req if first_req is not None else n - 1) + 1))
-
-        def sep(e: str, req: bool) -> str:
-            return f'", " {e}' if req else f'[", " {e}]'
-
-        if len(starts) == 1:
-            return " ".join([items[0][0]] + [sep(e, r) for e, r in items[1:]]), False
-        if n * len(starts) <= 64:
-            alts = [" ".join([items[j][0]] + [sep(e, r) for e, r in items[j + 1:]]) for j in starts]
-            return self.rule(hint + "_args", " | ".join(alts)), first_req is None
-        # long all-optional prefix: chain rules keep the grammar linear in the number of items
+        starts = range(0, (first_req if first_req is not None else n - 1) + 1)
         tails: dict[int, str] = {}
-        for i in range(n - 1, 0, -1):
-            e, r = items[i]
-            body = sep(e, r) + (f" {tails[i + 1]}" if i + 1 in tails else "")
-            tails[i] = self.rule(f"{hint}_from{i}", body)
-        alts = [items[j][0] + (f" {tails[j + 1]}" if j + 1 in tails else "") for j in starts]
+
+        def tail(i: int) -> str:
+            """Items i.. each preceded by ", " ('' past the end); long runs continue in a rule."""
+            if i not in tails:
+                parts, j, optional = [], i, 0
+                while j < n:
+                    e, req = items[j]
+                    if not req:
+                        if optional == self.MAX_OPTIONAL_PER_RULE:
+                            break
+                        optional += 1
+                    parts.append(f'", " {e}' if req else f'[", " {e}]')
+                    j += 1
+                if j < n:
+                    parts.append(self.rule(f"{hint}_from{j}", tail(j)))
+                tails[i] = " ".join(parts)
+            return tails[i]
+
+        alts = [" ".join(filter(None, (items[j][0], tail(j + 1)))) for j in starts]
+        if len(alts) == 1:
+            return alts[0], first_req is None
         return self.rule(hint + "_args", " | ".join(alts)), first_req is None
 
 

@@ -508,7 +508,7 @@ class Lowering:
             flo, fhi = formats.INTEGER_FORMATS[fmt]
             ilo = flo if ilo is None else max(ilo, flo)
             ihi = fhi if ihi is None else min(ihi, fhi)
-        elif isinstance(fmt, str) and fmt and fmt not in formats.NUMBER_FORMATS:
+        elif isinstance(fmt, str) and fmt and fmt not in formats.NUMBER_FORMATS and fmt not in formats.INTEGER_ANNOTATIONS:
             self.warn(f"format {fmt!r} on an integer is not expressed", loc, "format")
         step = s.get("multipleOf")
         if step is not None and not (_is_number(step) and float(step).is_integer() and int(step) == 1):

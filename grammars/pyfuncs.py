@@ -206,7 +206,8 @@ def from_callable(fn: Any, *, strict: bool = False, names: NameTable | None = No
     for p in sig.parameters.values():
         at = f"{where}({p.name})"
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            message = f"*{p.name} cannot be written as a keyword argument: left out of the function"
+            stars = "*" if p.kind == p.VAR_POSITIONAL else "**"
+            message = f"{stars}{p.name} cannot be written as a keyword argument: left out of the function"
             if strict:
                 raise GrammarError(message + " (strict mode)", at)
             warnings.warn(GrammarWarning(message, at), stacklevel=3)

@@ -534,8 +534,9 @@ def to_value_regex(node: Node) -> str:
 
 
 def to_literal_regex(node: Node) -> str:
-    """Regex over the literal spelling of the value, without the surrounding quotes."""
-    return _emit(node, literal_set)
+    """Regex over the literal spelling of the value, without the surrounding quotes; grouped,
+    so it can be placed between the quotes as is."""
+    return _emit(node, literal_set, top=False)
 
 
 # ----------------------------------------------------------------------------- sampling

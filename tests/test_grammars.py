@@ -1,0 +1,489 @@
+"""Importers, grammar generation, call parsing, errors and warnings of octogram.grammars."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import random
+import textwrap
+import warnings
+from typing import Literal, Optional, TypedDict
+
+import lark
+import pytest
+
+from octogram.grammars import (COMMON_LARK_DIR, NO_DEFAULT, NO_RELEVANT_FUNCTION, FunctionCall,
+                               FunctionSpec, GrammarError, GrammarWarning, Parameter, load,
+                               parse_call, sample_call, to_lark)
+from octogram.grammars.cli import grammar_command
+from test_grammars_support import accepts, check_function, lark_parser
+
+PETSTORE = {
+    "openapi": "3.0.3",
+    "info": {"title": "Pets", "version": "1"},
+    "paths": {
+        "/pets": {
+            "get": {
+                "operationId": "listPets",
+                "summary": "List pets",
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                    {"name": "status", "in": "query", "required": True,
+                     "schema": {"type": "string", "enum": ["available", "sold"]}},
+                    {"name": "X-Request-Id", "in": "header", "schema": {"type": "string", "format": "uuid"}},
+                    {"name": "Accept", "in": "header", "schema": {"type": "string"}},
+                ],
+            },
+            "post": {
+                "operationId": "create-pet",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/NewPet"}}}},
+            },
+        },
+        "/pets/{petId}": {
+            "parameters": [{"name": "petId", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "get": {"summary": "Get a pet"},
+            "delete": {"operationId": "listPets"},
+        },
+    },
+    "components": {"schemas": {
+        "NewPet": {"type": "object", "required": ["name"], "properties": {
+            "id": {"type": "integer", "readOnly": True},
+            "name": {"type": "string", "minLength": 1, "maxLength": 20},
+            "tag": {"type": "string", "nullable": True},
+            "born": {"type": "string", "format": "date"},
+            "owner": {"$ref": "#/components/schemas/Person"},
+        }},
+        "Person": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"},
+            "friends": {"type": "array", "items": {"$ref": "#/components/schemas/Person"}},
+        }},
+    }},
+}
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GrammarWarning)
+        return fn(*args, **kwargs)
+
+
+# ----------------------------------------------------------------------------- OpenAPI
+
+def test_openapi_operations_names_and_arguments():
+    specs = load(PETSTORE)
+    assert [s.name for s in specs] == ["listPets", "create_pet", "get_pets_by_petId", "listPets_2"]
+    list_pets = specs[0]
+    assert [p.name for p in list_pets.parameters] == ["limit", "status", "X_Request_Id"]  # Accept is left out
+    assert [p.location for p in list_pets.parameters] == ["query", "query", "header"]
+    assert list_pets.parameter("X_Request_Id").api_name == "X-Request-Id"
+    create = specs[1]
+    assert create.api_name == "create-pet" and create.endpoint == "POST /pets"
+    assert [(p.name, p.required) for p in create.parameters] == [
+        ("name", True), ("tag", False), ("born", False), ("owner", False)]  # readOnly id left out
+    assert specs[2].parameters[0].name == "petId" and specs[2].parameters[0].required
+
+
+def test_swagger2_parameters_and_body():
+    doc = {"swagger": "2.0", "info": {}, "paths": {"/u/{id}": {"put": {
+        "operationId": "putU",
+        "parameters": [
+            {"name": "id", "in": "path", "required": True, "type": "integer", "format": "int32"},
+            {"name": "tags", "in": "query", "type": "array", "items": {"type": "string"}, "maxItems": 3},
+            {"name": "upload", "in": "formData", "type": "file"},
+            {"name": "body", "in": "body", "required": True, "schema": {"$ref": "#/definitions/U"}},
+        ]}}},
+        "definitions": {"U": {"type": "object", "properties": {"email": {"type": "string", "format": "email"}}}}}
+    (spec,) = load(doc)
+    assert [p.name for p in spec.parameters] == ["id", "tags", "upload", "email"]
+    grammar = _quiet(to_lark, [spec])
+    parser = lark_parser(grammar)
+    assert accepts(parser, 'putU(id=2147483647, tags=["a", "b"], email="a@b.co")')
+    assert not accepts(parser, 'putU(id=2147483648)')  # int32
+    assert not accepts(parser, 'putU(id=1, tags=["a", "b", "c", "d"])')  # maxItems
+
+
+def test_grammar_accepts_canonical_calls_and_nothing_else():
+    specs = load(PETSTORE)
+    grammar = to_lark(specs)
+    parser = lark_parser(grammar)
+    good = [
+        'listPets(status="sold")',
+        'listPets(limit=100, status="available")',
+        'create_pet(name="Rex", tag=None, owner={"name": "Ann", "friends": [{"name": "Bo"}]})',
+        '[get_pets_by_petId(petId=-3), listPets_2(petId=7)]',
+        'no_relevant_function(query="what time is it?")',
+    ]
+    bad = [
+        'listPets(limit=1)',  # status is required
+        'listPets(status="sold", limit=1)',  # declaration order
+        'listPets(limit=0, status="sold")',  # minimum
+        'listPets(limit=101, status="sold")',  # maximum
+        'listPets(limit=1,status="sold")',  # separators are exactly ", "
+        'listPets(status="lost")',  # enum
+        'create_pet(name="")',  # minLength
+        'create_pet(name="Rex", id=1)',  # readOnly id is not sent
+        'create_pet(name="Rex", born="2024-13-01")',  # date format
+        "listPets(status='sold')",  # one quote style
+        '[listPets(status="sold"), no_relevant_function(query="x")]',  # no_relevant stands alone
+        'deletePet(petId=1)',
+    ]
+    for text in good:
+        assert accepts(parser, text), text
+        parse_call(text, specs)
+    for text in bad:
+        assert not accepts(parser, text), text
+
+
+def test_json_style():
+    specs = load(PETSTORE)
+    parser = lark_parser(to_lark(specs, "json"))
+    text = '{"name": "listPets", "arguments": {"limit": 5, "status": "sold"}}'
+    assert accepts(parser, text)
+    assert accepts(parser, "[" + text + ", " + text + "]")
+    assert accepts(parser, '{"name": "create_pet", "arguments": {"name": "R", "tag": null}}')
+    assert not accepts(parser, '{"name": "create_pet", "arguments": {"name": "R", "tag": None}}')
+    assert not accepts(parser, '{"name":"listPets","arguments":{"status":"sold"}}')  # json.dumps spacing
+    calls = parse_call(text, specs, "json")
+    assert calls == [FunctionCall("listPets", {"limit": 5, "status": "sold"})]
+    assert calls[0].to_text("json") == text
+
+
+def test_recursion_is_unrolled_to_max_depth():
+    (spec,) = load(PETSTORE, functions=["create-pet"])
+    for depth in (1, 2, 3):
+        grammar = _quiet(to_lark, [spec], max_depth=depth, include_no_relevant=False)
+        parser = lark_parser(grammar)
+        nested = '{"name": "a"}'
+        for _ in range(depth - 1):
+            nested = '{"name": "a", "friends": [' + nested + ']}'
+        assert accepts(parser, f'create_pet(name="x", owner={nested})')
+        deeper = '{"name": "a", "friends": [' + nested + ']}'
+        assert not accepts(parser, f'create_pet(name="x", owner={deeper})')
+        assert "%import" not in grammar and "%ignore" not in grammar
+
+
+def test_required_recursion_past_the_depth_is_an_error():
+    spec = FunctionSpec("f", parameters=(Parameter("node", {"$ref": "#/$defs/N"}),),
+                        defs={"#/$defs/N": {"type": "object", "required": ["next"],
+                                            "properties": {"next": {"$ref": "#/$defs/N"}}}})
+    with pytest.raises(GrammarError, match="admits no value"):
+        to_lark([spec])
+
+
+def test_parse_call_errors_name_the_problem():
+    specs = load(PETSTORE)
+    cases = {
+        'lisPets(status="sold")': "unknown function 'lisPets'",
+        'listPets(status="sold", color=1)': "unknown argument 'color'",
+        'listPets(limit=3)': "missing required argument 'status'",
+        'listPets(status=3)': "expected one of",
+        'listPets(status="sold", limit=500)': "integer in [1, 100]",
+        'listPets("sold")': "positional arguments",
+        'listPets(status="sold"': "not a Python call",
+        'create_pet(name="R", owner={"name": 1})': "create_pet.owner.name",
+    }
+    for text, needle in cases.items():
+        with pytest.raises(GrammarError) as info:
+            parse_call(text, specs)
+        assert needle in str(info.value), (text, str(info.value))
+    with pytest.raises(GrammarError, match="line 1"):
+        parse_call('{"name": "listPets", "arguments": {', specs, "json")
+
+
+def test_parse_call_is_lenient_on_formatting_only():
+    specs = load(PETSTORE)
+    (call,) = parse_call("listPets( status = 'sold' , limit=2 )", specs)
+    assert call == FunctionCall("listPets", {"limit": 2, "status": "sold"})  # declaration order
+    assert call.to_text() == 'listPets(limit=2, status="sold")'
+
+
+# ----------------------------------------------------------------------------- keywords
+
+@pytest.mark.parametrize("schema, keyword", [
+    ({"type": "number", "maximum": 3.5}, "maximum"),
+    ({"type": "integer", "multipleOf": 5}, "multipleOf"),
+    ({"type": "array", "items": {"type": "string"}, "uniqueItems": True}, "uniqueItems"),
+    ({"type": "string", "pattern": "^(?=a)b$"}, "pattern"),
+    ({"type": "string", "format": "x-custom"}, "format"),
+    ({"type": "string", "format": "email"}, "format"),
+    ({"type": "string", "maxLength": 1000}, "maxLength"),
+    ({"not": {"type": "string"}}, "not"),
+    ({"type": "object", "patternProperties": {"^a": {}}}, "patternProperties"),
+    ({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]}, "oneOf"),
+])
+def test_unexpressed_keywords_warn_and_strict_raises(schema, keyword):
+    spec = FunctionSpec("f", parameters=(Parameter("x", schema),))
+    with pytest.warns(GrammarWarning) as record:
+        to_lark([spec])
+    assert any(w.message.keyword == keyword for w in record), [str(w.message) for w in record]
+    with pytest.raises(GrammarError) as info:
+        to_lark([spec], strict=True)
+    assert info.value.keyword == keyword and "strict" in str(info.value)
+
+
+def test_expressed_keywords_do_not_warn():
+    schema = {"type": "object", "required": ["a"], "properties": {
+        "a": {"type": "integer", "minimum": -5, "exclusiveMaximum": 10},
+        "b": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 8},
+        "c": {"type": "number", "minimum": 0},
+        "d": {"anyOf": [{"const": "x"}, {"type": "null"}]},
+        "e": {"oneOf": [{"type": "object", "required": ["kind"], "properties": {"kind": {"const": "cat"}}},
+                        {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "dog"}}}]},
+        "f": {"type": "array", "prefixItems": [{"type": "integer"}], "items": False},
+        "g": {"type": "string", "format": "date-time"},
+    }}
+    spec = FunctionSpec("f", parameters=(Parameter("x", schema),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GrammarWarning)
+        grammar = to_lark([spec], strict=True)
+    parser = lark_parser(grammar)
+    assert accepts(parser, 'f(x={"a": -5, "b": "abc", "c": 0.5, "d": None, "e": {"kind": "dog"}, "f": [1], "g": "2024-02-29T10:00:00Z"})')
+    assert not accepts(parser, 'f(x={"a": 10})')
+    assert not accepts(parser, 'f(x={"a": 1, "b": "abcdefghi"})')  # pattern + maxLength folded
+    assert not accepts(parser, 'f(x={"a": 1, "c": -1})')
+    assert not accepts(parser, 'f(x={"a": 1, "f": [1, 2]})')
+
+
+def test_enum_values_of_every_json_type_and_escapes():
+    values = ["a \"quoted\" \\ back\nslash", 3, 2.5, True, None, "日本", {"k": [1]}]
+    spec = FunctionSpec("f", parameters=(Parameter("x", {"enum": values}),))
+    for style in ("python", "json"):
+        parser = lark_parser(to_lark([spec], style))
+        for v in values:
+            text = FunctionCall("f", {"x": v}).to_text(style)
+            assert accepts(parser, text), text
+            assert parse_call(text, [spec], style)[0].arguments["x"] == v
+        assert not accepts(parser, FunctionCall("f", {"x": "a"}).to_text(style))
+
+
+# ----------------------------------------------------------------------------- tools and Python
+
+def test_openai_tools_and_loose_types():
+    tools = [
+        {"type": "function", "function": {"name": "get_weather", "description": "Weather.", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer", "default": 1}},
+            "required": ["city"]}}},
+        {"name": "calc", "parameters": {"type": "dict", "properties": {
+            "x": {"type": "float"}, "pair": {"type": "tuple", "items": {"type": "integer"}}, "extra": {"type": "any"}},
+            "required": ["x"]}},
+        {"name": "set.volume", "parameters": {"level": {"type": "int", "description": "0-10"},
+                                              "mute": {"type": "bool, optional"},
+                                              "ids": {"type": "List[int]", "default": []}}},
+    ]
+    specs = load(tools)
+    assert [s.name for s in specs] == ["get_weather", "calc", "set_volume"]
+    assert specs[2].api_name == "set.volume"
+    assert [(p.name, p.required) for p in specs[2].parameters] == [("level", True), ("mute", False), ("ids", False)]
+    assert specs[0].parameter("days").default == 1
+    rng = random.Random(1)
+    parser = lark_parser(to_lark(specs))
+    for spec in specs:
+        check_function(spec, parser, specs, "python", rng)
+    assert load({"tools": tools}, functions=["calc"])[0].name == "calc"
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@dataclasses.dataclass
+class Tree:
+    label: str
+    children: "list[Tree]" = dataclasses.field(default_factory=list)
+
+
+class Options(TypedDict, total=False):
+    verbose: bool
+
+
+def paint(color: Color, shade: Literal[1, 2, 3], tree: Tree, note: Optional[str] = None,
+          weights: dict[str, float] | None = None, opts: Options | None = None, count=2, *rest, **kw) -> None:
+    """Paint a tree.
+
+    Args:
+        color: Which color.
+        shade (int): How dark,
+            from 1 to 3.
+    """
+
+
+def test_python_callable_with_hints_and_docstring():
+    with pytest.warns(GrammarWarning, match=r"\*rest"):
+        (spec,) = load(paint)
+    assert spec.description == "Paint a tree."
+    assert [p.name for p in spec.parameters] == ["color", "shade", "tree", "note", "weights", "opts", "count"]
+    assert spec.parameter("shade").description == "How dark, from 1 to 3."
+    assert spec.parameter("count").default == 2 and spec.parameter("note").default is None
+    assert spec.parameter("color").default is NO_DEFAULT
+    stub = spec.to_python_stub()
+    assert stub.startswith('def paint(color: Literal["red", "blue"], shade: Literal[1, 2, 3], tree: dict,')
+    compile(stub + "\n", "<stub>", "exec")
+    parser = lark_parser(to_lark([spec]))
+    assert accepts(parser, 'paint(color="red", shade=2, tree={"label": "a", "children": [{"label": "b", "children": []}]}, count=5)')
+    assert not accepts(parser, 'paint(color="green", shade=2, tree={"label": "a"})')
+    assert not accepts(parser, 'paint(color="red", shade=2, tree={"label": "a"}, count=1.5)')
+    with pytest.raises(GrammarError, match=r"\*rest"):
+        load(paint, strict=True)
+
+
+def test_stub_orders_keyword_only_and_escapes():
+    spec = FunctionSpec("f", 'Says """hi""".', (Parameter("a", {"type": "integer"}, required=False, default=1),
+                                               Parameter("b", {"type": "string"})))
+    stub = spec.to_python_stub()
+    assert stub.splitlines()[0] == "def f(*, a: int = 1, b: str):"
+    compile(stub + "\n", "<stub>", "exec")
+
+
+# ----------------------------------------------------------------------------- malformed input
+
+@pytest.mark.parametrize("name, text, needle", [
+    ("trunc.json", '{"openapi": "3.0.0", "paths": {', "invalid JSON"),
+    ("bad.yaml", "openapi: 3.0.0\npaths:\n  /a: [\n", "invalid YAML"),
+    ("nopaths.json", '{"openapi": "3.0.0", "info": {}}', "missing 'paths'"),
+    ("empty.yaml", "", "empty"),
+    ("other.json", '{"hello": 1}', "not an API description"),
+])
+def test_malformed_documents_name_the_location(tmp_path, name, text, needle):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(GrammarError) as info:
+        load(path)
+    assert needle in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_yaml_error_has_line_and_column(tmp_path):
+    path = tmp_path / "api.yaml"
+    path.write_text("openapi: 3.0.0\npaths:\n  /a:\n    get: {operationId: x\n")
+    with pytest.raises(GrammarError) as info:
+        load(path)
+    assert info.value.location.startswith(f"{path}:")
+    assert info.value.location.count(":") >= 2
+
+
+def test_operation_errors_are_located_and_skipped_with_a_warning():
+    doc = {"openapi": "3.0.0", "paths": {
+        "/a": {"get": {"operationId": "a", "parameters": [{"name": "q", "in": "query"}]}},
+        "/b": {"get": {"operationId": "b", "parameters": [{"name": "r", "in": "query",
+                                                              "schema": {"$ref": "#/components/schemas/Nope"}}]}},
+        "/c": {"get": {"operationId": "c"}},
+    }}
+    with pytest.warns(GrammarWarning) as record:
+        specs = load(doc)
+    assert [s.name for s in specs] == ["c"]
+    messages = [str(w.message) for w in record]
+    assert any("#/paths/~1a/get/parameters/0" in m and "no schema" in m for m in messages), messages
+    assert any("#/paths/~1b/get/parameters/0/schema" in m and "does not resolve" in m for m in messages), messages
+    with pytest.raises(GrammarError, match="no schema"):
+        load(doc, strict=True)
+
+
+def test_function_selection_errors_suggest_names():
+    with pytest.raises(GrammarError, match="did you mean listPets"):
+        load(PETSTORE, functions=["listPet"])
+    assert [s.name for s in load(PETSTORE, functions=["create-pet", "listPets"])] == ["create_pet", "listPets"]
+
+
+def test_reserved_and_duplicate_names():
+    spec = FunctionSpec("no_relevant_function")
+    with pytest.raises(GrammarError, match="reserved"):
+        to_lark([spec])
+    assert "no_relevant_function" in to_lark([spec], include_no_relevant=False)
+    with pytest.raises(GrammarError, match="duplicate"):
+        to_lark([FunctionSpec("f"), FunctionSpec("f")])
+    with pytest.raises(ValueError):
+        FunctionSpec("not valid")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_prints_grammar(tmp_path, capsys):
+    path = tmp_path / "pets.json"
+    path.write_text(json.dumps(PETSTORE))
+    assert grammar_command([str(path), "--style", "json", "--functions", "listPets"]) == 0
+    out = capsys.readouterr().out
+    lark_parser(out).parse('{"name": "listPets", "arguments": {"status": "sold"}}')
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["missing.json"], "no such file"),
+    (["{path}", "--style", "xml"], "invalid choice"),
+    (["{path}", "--functions", "nope"], "no function named"),
+    (["{path}", "--strict"], "strict mode"),
+    (["{path}", "--max-depth", "-1"], "max_depth"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys, argv, needle):
+    path = tmp_path / "pets.json"
+    doc = json.loads(json.dumps(PETSTORE))
+    doc["paths"]["/pets"]["get"]["parameters"][0]["schema"]["multipleOf"] = 3
+    path.write_text(json.dumps(doc))
+    code = grammar_command([a.replace("{path}", str(path)) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+# ----------------------------------------------------------------------------- user grammars
+
+SHELL_GRAMMAR = r"""
+// a shell-like call syntax built on Octogram's common terminals
+%import octogram_common (STRING, INT, IDENTIFIER)
+start: IDENTIFIER (" " option)*
+option: "--" IDENTIFIER " " value
+value: STRING | INT
+"""
+
+
+def test_user_grammar_imports_common_terminals():
+    parser = lark.Lark(SHELL_GRAMMAR, start="start", parser="earley", lexer="dynamic",
+                       import_paths=[COMMON_LARK_DIR])
+    parser.parse('send_email --to "a@b.c" --retries 3')
+    with pytest.raises(lark.exceptions.LarkError):
+        parser.parse("send_email --to 'a@b.c'")
+
+
+def test_common_terminals_match_the_generated_ones():
+    # the file is the single source: generated grammars copy its definitions verbatim
+    common = open(f"{COMMON_LARK_DIR}/octogram_common.lark").read()
+    grammar = to_lark([FunctionSpec("f", parameters=(Parameter("s", {"type": "string"}),))])
+    string_line = next(line for line in grammar.splitlines() if line.startswith("STRING:"))
+    assert string_line in common
+    parser = lark_parser(grammar)
+    for s in ['', 'a"b', "\\", "\n\t\x01", "é😀", "\u2028"]:
+        assert accepts(parser, f"f(s={json.dumps(s, ensure_ascii=False)})"), repr(s)
+    for raw in ['"\n"', '"\\q"', '"\\u0041"', '"a"b"']:
+        assert not accepts(parser, f"f(s={raw})"), raw
+
+
+def test_no_relevant_function_signature():
+    assert NO_RELEVANT_FUNCTION.to_python_stub().startswith("def no_relevant_function(query: str):")
+    (call,) = parse_call('no_relevant_function(query="hi")', [])
+    assert call.arguments == {"query": "hi"}
+    text = sample_call(NO_RELEVANT_FUNCTION, random.Random(0), "json")
+    assert json.loads(text)["name"] == "no_relevant_function"
+
+
+def test_tool_export_round_trips():
+    (spec,) = load(PETSTORE, functions=["create-pet"])
+    tool = spec.to_tool()
+    assert tool["function"]["parameters"]["$defs"]
+    (again,) = load(tool)
+    grammar_a = _quiet(to_lark, [spec]).splitlines()[1:]
+    grammar_b = _quiet(to_lark, [again]).splitlines()[1:]
+    parser_b = lark_parser("\n".join(grammar_b))
+    rng = random.Random(3)
+    for _ in range(20):
+        assert accepts(parser_b, sample_call(spec, rng))
+    assert len(grammar_a) == len(grammar_b)
+
+
+def test_readme_examples_are_valid():
+    text = textwrap.dedent("""
+        from octogram.grammars import load, to_lark
+        specs = load({"openapi": "3.0.0", "paths": {"/w": {"get": {"operationId": "w"}}}})
+        assert to_lark(specs).startswith("//")
+    """)
+    exec(compile(text, "<readme>", "exec"), {})

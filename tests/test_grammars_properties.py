@@ -1,0 +1,177 @@
+"""Property tests over random JSON Schemas, and differential tests of the regex layer.
+
+For random schemas: Lark loads the generated grammar; random calls from `sample_call` parse
+(in Lark and in `parse_call`) and their values satisfy the schema per the `jsonschema`
+package whenever nothing was reported as unexpressed; mutated calls are rejected by both.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import warnings
+
+import lark
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from octogram.grammars import FunctionSpec, GrammarWarning, Parameter, parse_call, sample_call, to_lark
+from octogram.grammars import formats, regex
+from test_grammars_support import accepts, check_function, lark_parser
+
+PATTERNS = ["^[a-z]+$", "^[A-Z]{2,3}-[0-9]{1,4}$", "abc", "^(foo|bar)?baz$", "[^/]+", "^\\S*$",
+            "^.{1,3}$", '^["\\\\]+$', "^[\\w.-]+@[\\w.-]+$", "^\\d{3}(-\\d{2})?$", "x|^y$"]
+FORMATS = ["date", "date-time", "time", "uuid", "ipv4", "byte", "email", "hostname", "uri"]
+KEYS = ["a", "b", "name", "x-y", "from", "é", "with space", 'q"uote']
+
+ints = st.integers(-1000, 1000)
+small = st.integers(0, 5)
+
+
+@st.composite
+def string_schema(draw):
+    s = {"type": "string"}
+    kind = draw(st.sampled_from(["plain", "length", "pattern", "format"]))
+    if kind == "length":
+        lo = draw(small)
+        s["minLength"] = lo
+        if draw(st.booleans()):
+            s["maxLength"] = lo + draw(small)
+    elif kind == "pattern":
+        s["pattern"] = draw(st.sampled_from(PATTERNS))
+    elif kind == "format":
+        s["format"] = draw(st.sampled_from(FORMATS))
+    return s
+
+
+@st.composite
+def integer_schema(draw):
+    s = {"type": "integer"}
+    if draw(st.booleans()):
+        s["minimum"] = draw(ints)
+    if draw(st.booleans()):
+        s["maximum"] = s.get("minimum", -1000) + draw(st.integers(0, 3000))
+    if draw(st.booleans()):
+        s["format"] = "int32"
+    return s
+
+
+leaves = st.one_of(
+    string_schema(),
+    integer_schema(),
+    st.just({"type": "number"}),
+    st.just({"type": "number", "minimum": 0}),
+    st.just({"type": "boolean"}),
+    st.just({"type": "null"}),
+    st.lists(st.one_of(st.text(max_size=6), ints), min_size=1, max_size=5, unique=True).map(lambda v: {"enum": v}),
+    st.one_of(st.text(max_size=5), ints, st.booleans()).map(lambda v: {"const": v}),
+    st.just({}),
+    st.just({"type": "object"}),
+)
+
+
+def containers(children):
+    return st.one_of(
+        st.builds(lambda items, lo, extra: {"type": "array", "items": items, "minItems": lo, "maxItems": lo + extra},
+                  children, small, small),
+        st.builds(lambda items: {"type": "array", "items": items}, children),
+        st.dictionaries(st.sampled_from(KEYS), children, min_size=1, max_size=4).flatmap(
+            lambda props: st.sets(st.sampled_from(sorted(props))).map(
+                lambda req: {"type": "object", "properties": props, "required": sorted(req)})),
+        st.lists(children, min_size=2, max_size=3).map(lambda alts: {"anyOf": alts}),
+        st.builds(lambda v: {"type": "object", "additionalProperties": v, "maxProperties": 3}, children),
+        st.builds(lambda t: {"type": [t, "null"]}, st.sampled_from(["string", "integer", "boolean"])),
+    )
+
+
+schemas = st.recursive(leaves, containers, max_leaves=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(schemas, st.booleans()), min_size=1, max_size=3), st.sampled_from(["python", "json"]),
+       st.integers(0, 2**32 - 1))
+def test_random_schemas(params, style, seed):
+    jsonschema = pytest.importorskip("jsonschema")
+    spec = FunctionSpec("f", parameters=tuple(Parameter(f"p{i}", s, required=r) for i, (s, r) in enumerate(params)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GrammarWarning)
+        grammar = to_lark([spec], style)
+    exact = not [w for w in caught if issubclass(w.category, GrammarWarning)]
+    parser = lark_parser(grammar)
+    rng = random.Random(seed)
+    check_function(spec, parser, [spec], style, rng, samples=3)
+    if exact:  # everything was expressed: sampled values satisfy the real schema
+        for _ in range(5):
+            call = parse_call(sample_call(spec, rng, style), [spec], style)[0]
+            for name, value in call.arguments.items():
+                jsonschema.validate(value, spec.parameter(name).schema)
+
+
+# ----------------------------------------------------------------------------- regex layer
+
+@pytest.mark.parametrize("pattern", PATTERNS + ["^[\\]\\[^\\-]+$", "^[\\s\\S]{0,4}$", "^\\u00e9\\x41\\t$",
+                                                "^(a|ab)(c|bcd)$", "^[^\"]*$", "(?:x{2}){1,2}", "^[\\d-z]$"])
+def test_literal_regex_agrees_with_value_regex(pattern):
+    """The grammar's regex over quoted literals accepts exactly the JSON spellings of the
+    strings the pattern matches (checked against Python's re on the values)."""
+    ast = regex.full_match(regex.parse(pattern))
+    parser = lark.Lark('start: S\nS: /"' + regex.to_literal_regex(ast) + '"/', parser="earley", lexer="dynamic")
+    python = re.compile(regex.to_value_regex(ast))
+    # Python's re reads these like ECMA-262 except for \s \w \d and "." (Unicode / line ends)
+    comparable = not re.search(r"\\[sSwWdD]|(?<!\\)\.", pattern)
+    ecma_like = re.compile(pattern.replace("\\u00e9", "\u00e9")) if comparable else None
+    rng = random.Random(pattern)
+    for i in range(300):
+        if i % 2:
+            value = regex.sample(ast, rng)
+        else:
+            value = regex.sample(("rep", ("set", regex.ANY), 0, 5), rng)
+        literal = json.dumps(value, ensure_ascii=False)
+        expected = python.fullmatch(value) is not None
+        assert accepts(parser, literal) == expected, (pattern, value)
+        if ecma_like is not None:  # JSON Schema patterns are searches
+            assert (ecma_like.search(value) is not None) == expected, (pattern, value)
+
+
+@pytest.mark.parametrize("pattern, why", [
+    ("(?=a)b", "lookaround"), ("\\bword", "boundary"), ("(a)\\1", "backreference"), ("\\p{L}+", "property"),
+    ("a^b", "anchor"), ("(?i)abc", "flags"), ("a++", "repeat"), ("[z-a]", "order"),
+])
+def test_unsupported_patterns_are_refused(pattern, why):
+    with pytest.raises(regex.RegexUnsupported, match=why):
+        regex.full_match(regex.parse(pattern))
+
+
+def test_integer_ranges_exhaustively():
+    rng = random.Random(7)
+    bounds = [(None, None), (0, None), (1, None), (None, 0), (-5, 5), (7, 123), (-2**31, 2**31 - 1), (99, 1001)]
+    bounds += [(a, a + rng.randint(0, 3000)) for a in (rng.randint(-3000, 3000) for _ in range(40))]
+    for lo, hi in bounds:
+        rx = re.compile(formats.int_range_regex(lo, hi))
+        start = -5000 if lo is None else lo - 30
+        stop = 5000 if hi is None else hi + 30
+        for v in list(range(max(start, -6000), min(stop, 6000))) + [10**12, -10**12]:
+            assert (rx.fullmatch(str(v)) is not None) == ((lo is None or v >= lo) and (hi is None or v <= hi)), (lo, hi, v)
+        for bad in ("-0", "01", "+1", "1.0", ""):
+            assert not rx.fullmatch(bad)
+        if lo is not None and hi is not None:  # Lark's leftmost-first regex matching still takes whole numbers
+            parser = lark.Lark("start: N \";\"\nN: /" + formats.int_range_regex(lo, hi) + "/", parser="earley", lexer="dynamic")
+            for v in {lo, hi, (lo + hi) // 2}:
+                parser.parse(f"{v};")
+
+
+@pytest.mark.parametrize("name", sorted(formats.EXACT_FORMATS) + sorted(formats.APPROXIMATE_FORMATS))
+def test_format_samples_are_well_formed(name):
+    ast, _ = formats.string_format(name)
+    rng = random.Random(name)
+    checks = {"date": r"\d{4}-\d\d-\d\d", "uuid": r"[0-9a-fA-F-]{36}", "ipv4": r"(\d{1,3}\.){3}\d{1,3}",
+              "email": r"[^@\s]+@[^@\s]+\.[^@\s]+", "date-time": r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)"}
+    for _ in range(50):
+        value = regex.sample(ast, rng)
+        if name in checks:
+            assert re.fullmatch(checks[name], value), (name, value)
+        if name == "byte":
+            import base64
+            base64.b64decode(value, validate=True)
