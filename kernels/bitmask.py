@@ -76,11 +76,28 @@ def bitmask_bytes(bitmask: torch.Tensor) -> torch.Tensor:
     return ((bitmask[..., None] >> shifts) & 0xFF).reshape(bitmask.shape[0], -1)
 
 
+def expand_bytes(table: torch.Tensor, index: torch.Tensor,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+    """table[index] for a (256, 8) table and byte values `index` (int32, 1-D): (N, 8).
+
+    Gathers whole rows as 8- or 16-byte words, one 1-D gather per word column, the fastest
+    gather torch has on CPU (row-wise index_select copies each small row separately).
+    """
+    row_bytes = 8 * table.element_size()
+    word = torch.int64 if row_bytes == 8 else torch.complex128
+    columns = table.view(word).unbind(1)
+    if out is None:
+        out = torch.empty(index.shape[0], len(columns), dtype=word, device=table.device)
+    for j, column in enumerate(columns):
+        torch.index_select(column.contiguous(), 0, index, out=out[:, j])
+    return out.view(table.dtype).view(index.shape[0], 8)
+
+
 def unpack_bitmask(bitmask: torch.Tensor, width: int) -> torch.Tensor:
     """(R, width) bool: token allowed. Bits past 32 * W are False."""
     table = byte_table((0.0, 1.0), torch.bool, bitmask.device)
     rows = bitmask.shape[0]
-    allowed = table.index_select(0, bitmask_bytes(bitmask).reshape(-1)).view(rows, -1)
+    allowed = expand_bytes(table, bitmask_bytes(bitmask).reshape(-1)).view(rows, -1)
     if allowed.shape[1] >= width:
         return allowed[:, :width]
     pad = torch.zeros(rows, width - allowed.shape[1], dtype=torch.bool, device=bitmask.device)
@@ -89,15 +106,18 @@ def unpack_bitmask(bitmask: torch.Tensor, width: int) -> torch.Tensor:
 
 def apply_torch(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor | None, *,
                 compiled: bool | None = None) -> None:
-    """Reference implementation: min(logit, cap) with cap = +inf (allowed) or -inf (masked).
+    """Reference implementation, vectorized: per-token values gathered from 256-entry tables
+    indexed by the mask's bytes, then one or a few elementwise ops in place.
 
-    The caps come from a 256 x 8 table indexed by the mask's bytes, in chunks of rows whose caps
-    fit in L2, written into a reused buffer (a fresh 1 MB allocation per chunk costs more in page
-    faults than the work). min() leaves allowed values unchanged; a masked NaN becomes -inf too.
+    float32: min(logit, cap), cap = +inf (allowed) or -inf (masked), which leaves allowed values
+    unchanged; masked NaNs (min keeps NaN) are fixed afterwards. 16-bit floats: on the bit
+    patterns, x ^= (x ^ -inf) & m with m all ones where masked (bf16/fp16 min is slow on CPU).
+    Rows go in chunks whose gathered values stay in L2, into a reused buffer (a fresh 1 MB
+    allocation per chunk costs more in page faults than the work).
 
     `compiled` (default: environment variable OCTOGRAM_KERNELS_COMPILE=1) runs the whole-batch
-    case as one torch.compile'd loop instead: several times faster from batch 8 up, but its
-    first call compiles for 15-90 s, which a short CPU generation never earns back.
+    case as one torch.compile'd loop instead: about 4x faster from batch 8 up, but its first call
+    compiles for 10-90 s, which a short CPU generation never earns back.
     """
     n_cols, n_words = logits.shape[1], bitmask.shape[1]
     covered = min(n_cols, 32 * n_words)
@@ -108,24 +128,37 @@ def apply_torch(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor 
         if covered < n_cols:
             logits[:, covered:] = float("-inf")
         return
-    table = byte_table((float("-inf"), float("inf")), logits.dtype, logits.device)
+    wide = logits.element_size() == 4
+    bits_dtype = torch.int32 if wide else torch.int16
+    if wide:
+        values = byte_table((float("-inf"), float("inf")), logits.dtype, logits.device)
+    else:
+        values = byte_table((-1, 0), bits_dtype, logits.device)
+        neg_inf = torch.tensor(float("-inf"), dtype=logits.dtype).view(bits_dtype).item()
+    words = logits.element_size() // 2  # 16-byte words per table row: 2 (fp32) or 1
     targets = None if rows is None else rows.tolist()
     per_chunk = max(1, _CHUNK_TOKENS // max(32 * n_words, 1))
     chunk_bytes = min(per_chunk, bitmask.shape[0]) * 4 * n_words
-    buffer = _scratch(logits.dtype, logits.device, chunk_bytes * 8).view(chunk_bytes, 8)
+    buffer = _scratch(torch.complex128, logits.device, chunk_bytes * words)
+    buffer = buffer.view(chunk_bytes, words)
     for start in range(0, bitmask.shape[0], per_chunk):
         stop = min(start + per_chunk, bitmask.shape[0])
         index = bitmask_bytes(bitmask[start:stop]).reshape(-1)
-        caps = torch.index_select(table, 0, index, out=buffer[:index.shape[0]])
-        caps = caps.view(stop - start, -1)[:, :covered]
+        per_token = expand_bytes(values, index, buffer[:index.shape[0]])
+        per_token = per_token.view(stop - start, -1)[:, :covered]
         if targets is None:  # consecutive rows: one view, one op
-            views = [(logits[start:stop, :covered], caps)]
+            views = [(logits[start:stop, :covered], per_token)]
         else:
-            views = [(logits[targets[i], :covered], caps[i - start]) for i in range(start, stop)]
-        for view, cap in views:
-            torch.minimum(view, cap, out=view)
-            if torch.isnan(view.sum()):  # min(NaN, -inf) is NaN: masked NaNs must become -inf too
-                view.masked_fill_(view.isnan() & (cap < 0), float("-inf"))
+            views = [(logits[targets[i], :covered], per_token[i - start])
+                     for i in range(start, stop)]
+        for view, value in views:
+            if wide:
+                torch.minimum(view, value, out=view)
+                if torch.isnan(view.sum()):  # min(NaN, -inf) is NaN: masked NaNs become -inf
+                    view.masked_fill_(view.isnan() & (value < 0), float("-inf"))
+            else:
+                bits = view.view(bits_dtype)
+                bits ^= (bits ^ neg_inf) & value
     if covered < n_cols:  # padded vocabulary: ids past the mask are never allowed
         if rows is None:
             logits[:, covered:] = float("-inf")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from . import rng
-from .bitmask import byte_table, bitmask_bytes
+from .bitmask import bitmask_bytes, byte_table, expand_bytes
 from .dispatch import (KernelInputError, check_bitmask, check_logits, launch_options, tl,
                        triton, use_triton)
 
@@ -106,17 +106,17 @@ def seed_tensor(op: str, device: torch.device, generator: torch.Generator | None
 
 
 def _raise_on_bad(op, status, params, temperature, top_k, top_p) -> None:
+    """Turn status codes (and out-of-range tensor parameters) into errors: the call's one sync."""
     temps, ks, ps = params
-    checks = [status != OK]
-    tensor_checks = []
+    flags = [(status != OK).any()]
     for value, bad in ((temperature, temps < 0), (top_k, ks < 0), (top_p, (ps <= 0) | (ps > 1))):
         if isinstance(value, torch.Tensor):
-            tensor_checks.append(bad.any())
-    flags = torch.stack([c.any() for c in checks] + tensor_checks).tolist()  # the one sync
-    if any(flags[1:]):
+            flags.append(bad.any())
+    bad_status, *bad_params = torch.stack(flags).tolist()
+    if any(bad_params):
         raise KernelInputError(f"{op}: temperature must be >= 0, top_k >= 0 and top_p in (0, 1] "
                                "in every row")
-    if flags[0]:
+    if bad_status:
         codes = status.tolist()
         empty = [b for b, c in enumerate(codes) if c == NO_CANDIDATE]
         bad = [b for b, c in enumerate(codes) if c == NOT_FINITE]
@@ -143,7 +143,7 @@ def sample_torch(logits: torch.Tensor, bitmask: torch.Tensor, temperature: torch
     key = x / torch.where(temps > 0, temps, 1.0)  # dividing by 1 leaves greedy rows exact
     # caps: +inf where allowed, -inf where masked, so min() keeps allowed keys and masks the rest
     caps = byte_table((float("-inf"), float("inf")), torch.float32, device)
-    caps = caps.index_select(0, bitmask_bytes(bitmask).reshape(-1)).view(batch, -1)[:, :limit]
+    caps = expand_bytes(caps, bitmask_bytes(bitmask).reshape(-1)).view(batch, -1)[:, :limit]
     keys = torch.minimum(key, caps)
     best = keys.amax(dim=1) if limit else torch.full((batch,), float("-inf"), device=device)
     if torch.isnan(best).any():  # rare: NaN becomes +inf first, so masked NaNs end at -inf
