@@ -11,8 +11,9 @@ code points. The AST is then written out in two ways:
 Only the masking layer's regex subset is ever emitted: literals, `\\xNN`/`\\uNNNN` escapes,
 character classes, `(?:...)`, `|` and the quantifiers `* + ? {n} {n,} {n,m}`.
 Anchors are accepted only where they can be removed (`^` first and `$` last in a branch); a
-branch without them means "contains", as in JSON Schema. Lookaround, backreferences, word
-boundaries and Unicode property classes raise `RegexUnsupported`.
+branch without them means "contains", as in JSON Schema. `\\p{...}` is supported for general
+categories (`\\p{L}`, `\\p{Lu}`, `\\p{Letter}`), `ASCII` and `Any`. Lookaround, backreferences,
+word boundaries and other Unicode properties raise `RegexUnsupported`.
 """
 
 from __future__ import annotations
@@ -97,6 +98,54 @@ def escape_char(cp: int) -> str:
     if cp in SHORT_ESCAPES:
         return "\\" + SHORT_ESCAPES[cp]
     return "\\u%04x" % cp
+
+
+# ----------------------------------------------------------------------------- Unicode properties
+
+_CATEGORY_NAMES = {
+    "Letter": "L", "Cased_Letter": "LC", "Uppercase_Letter": "Lu", "Lowercase_Letter": "Ll",
+    "Titlecase_Letter": "Lt", "Modifier_Letter": "Lm", "Other_Letter": "Lo", "Mark": "M",
+    "Nonspacing_Mark": "Mn", "Spacing_Mark": "Mc", "Enclosing_Mark": "Me", "Number": "N",
+    "Decimal_Number": "Nd", "Letter_Number": "Nl", "Other_Number": "No", "Punctuation": "P",
+    "Connector_Punctuation": "Pc", "Dash_Punctuation": "Pd", "Open_Punctuation": "Ps",
+    "Close_Punctuation": "Pe", "Initial_Punctuation": "Pi", "Final_Punctuation": "Pf",
+    "Other_Punctuation": "Po", "Symbol": "S", "Math_Symbol": "Sm", "Currency_Symbol": "Sc",
+    "Modifier_Symbol": "Sk", "Other_Symbol": "So", "Separator": "Z", "Space_Separator": "Zs",
+    "Line_Separator": "Zl", "Paragraph_Separator": "Zp", "Other": "C", "Control": "Cc",
+    "Format": "Cf", "Surrogate": "Cs", "Private_Use": "Co", "Unassigned": "Cn",
+}
+_CATEGORIES: dict[str, Ranges] = {}
+
+
+def unicode_property(name: str) -> "Ranges | None":
+    """Code point ranges of an ECMA-262 `\\p{...}` name: a general category (short or long
+    name, optionally `General_Category=`/`gc=`), `ASCII` or `Any`; None for anything else
+    (scripts, binary properties). Categories are those of Python's `unicodedata`."""
+    if name in ("Any",):
+        return ANY
+    if name == "ASCII":
+        return ((0, 0x7F),)
+    for prefix in ("General_Category=", "gc="):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    code = _CATEGORY_NAMES.get(name, name)
+    if not _CATEGORIES:
+        import unicodedata
+        spans: dict[str, list[tuple[int, int]]] = {}
+        start, current = 0, unicodedata.category("\0")
+        for cp in range(1, MAX_CP + 2):
+            cat = unicodedata.category(chr(cp)) if cp <= MAX_CP else None
+            if cat != current:
+                spans.setdefault(current, []).append((start, cp - 1))
+                start, current = cp, cat
+        for cat, ranges in spans.items():
+            _CATEGORIES[cat] = norm(ranges)
+    if code == "LC":
+        return norm(r for c in ("Lu", "Ll", "Lt") for r in _CATEGORIES.get(c, ()))
+    if len(code) == 1:
+        members = [c for c in _CATEGORIES if c[0] == code]
+        return norm(r for c in members for r in _CATEGORIES[c]) if members else None
+    return _CATEGORIES.get(code)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -288,7 +337,17 @@ class _Parser:
             self.i += 1
             return "char", ord(letter) % 32
         if c in "pP":
-            raise self.fail("Unicode property class \\p")
+            if self.peek() != "{":
+                raise self.fail("bad \\p escape")
+            end = self.s.find("}", self.i)
+            if end < 0:
+                raise self.fail("unterminated \\p{...}")
+            name = self.s[self.i + 1:end]
+            ranges = unicode_property(name)
+            if ranges is None:
+                raise self.fail(f"Unicode property class \\p{{{name}}} (only general categories, ASCII and Any)")
+            self.i = end + 1
+            return "set", complement(ranges) if c == "P" else ranges
         if c == "k":
             raise self.fail("named backreference")
         if c.isalpha() and (c in _FOREIGN_ESCAPES or c.isascii()):

@@ -98,8 +98,8 @@ class FunctionSpec:
         lines = [f"def {self.name}({head}):"]
         doc = _clip(self.description, max_description)
         body = [doc] if doc else []
-        args = [f"    {p.name}: {_clip(p.description, max_description)}".rstrip()
-                for p in self.parameters]
+        args = [f"    {p.name}: {_clip(p.description, max_description)}"
+                for p in self.parameters if p.description.strip()]
         if args:
             body += ([""] if body else []) + ["Args:"] + args
         if body:
@@ -110,7 +110,7 @@ class FunctionSpec:
                 lines.append('    """' + text.replace("\n", "\n    ").rstrip() + '\n    """')
         else:
             lines.append("    ...")
-        return "\n".join(line.rstrip() for line in lines)
+        return "\n".join(line.rstrip() for line in "\n".join(lines).split("\n"))
 
     def to_tool(self) -> dict:
         """This function as OpenAI-style tool JSON; `$ref`s are rewritten into `$defs`."""

@@ -112,7 +112,8 @@ def test_random_schemas(params, style, seed):
 # ----------------------------------------------------------------------------- regex layer
 
 @pytest.mark.parametrize("pattern", PATTERNS + ["^[\\]\\[^\\-]+$", "^[\\s\\S]{0,4}$", "^\\u00e9\\x41\\t$",
-                                                "^(a|ab)(c|bcd)$", "^[^\"]*$", "(?:x{2}){1,2}", "^[\\d-z]$"])
+                                                "^(a|ab)(c|bcd)$", "^[^\"]*$", "(?:x{2}){1,2}", "^[\\d-z]$",
+                                                "^[\\p{L}\\p{N}_]+$", "^\\P{Lu}{0,3}$", "^\\p{ASCII}+$"])
 def test_literal_regex_agrees_with_value_regex(pattern):
     """The grammar's regex over quoted literals accepts exactly the JSON spellings of the
     strings the pattern matches (checked against Python's re on the values)."""
@@ -120,7 +121,7 @@ def test_literal_regex_agrees_with_value_regex(pattern):
     parser = lark.Lark('start: S\nS: /"' + regex.to_literal_regex(ast) + '"/', parser="earley", lexer="dynamic")
     python = re.compile(regex.to_value_regex(ast))
     # Python's re reads these like ECMA-262 except for \s \w \d and "." (Unicode / line ends)
-    comparable = not re.search(r"\\[sSwWdD]|(?<!\\)\.", pattern)
+    comparable = not re.search(r"\\[sSwWdDpP]|(?<!\\)\.", pattern)
     ecma_like = re.compile(pattern.replace("\\u00e9", "\u00e9")) if comparable else None
     rng = random.Random(pattern)
     for i in range(300):
@@ -136,7 +137,7 @@ def test_literal_regex_agrees_with_value_regex(pattern):
 
 
 @pytest.mark.parametrize("pattern, why", [
-    ("(?=a)b", "lookaround"), ("\\bword", "boundary"), ("(a)\\1", "backreference"), ("\\p{L}+", "property"),
+    ("(?=a)b", "lookaround"), ("\\bword", "boundary"), ("(a)\\1", "backreference"), ("\\p{Graph}+", "property"),
     ("a^b", "anchor"), ("(?i)abc", "flags"), ("a++", "repeat"), ("[z-a]", "order"),
 ])
 def test_unsupported_patterns_are_refused(pattern, why):
@@ -175,3 +176,14 @@ def test_format_samples_are_well_formed(name):
         if name == "byte":
             import base64
             base64.b64decode(value, validate=True)
+
+
+def test_unicode_general_categories():
+    import unicodedata
+    rng = random.Random(5)
+    for name, short in (("Lu", "Lu"), ("Letter", "L"), ("gc=Nd", "Nd"), ("Z", "Z")):
+        ranges = regex.unicode_property(name)
+        for _ in range(2000):
+            cp = rng.randrange(0x30000)
+            assert regex.contains(ranges, cp) == unicodedata.category(chr(cp)).startswith(short), (name, hex(cp))
+    assert regex.unicode_property("Script=Latin") is None
