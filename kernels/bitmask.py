@@ -116,8 +116,8 @@ def apply_torch(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor 
     allocation per chunk costs more in page faults than the work).
 
     `compiled` (default: environment variable OCTOGRAM_KERNELS_COMPILE=1) runs the whole-batch
-    case as one torch.compile'd loop instead: about 4x faster from batch 8 up, but its first call
-    compiles for 10-90 s, which a short CPU generation never earns back.
+    case as one torch.compile'd loop instead: 2.5-5x faster from batch 8 up, but its first call
+    compiles for 8-90 s, which a short CPU generation never earns back.
     """
     n_cols, n_words = logits.shape[1], bitmask.shape[1]
     covered = min(n_cols, 32 * n_words)

@@ -85,7 +85,8 @@ def check_bitmask(op: str, bitmask: object, rows: int, device: torch.device) -> 
     if not isinstance(bitmask, torch.Tensor):
         raise KernelInputError(f"{op}: bitmask must be a torch.Tensor, got {type(bitmask).__name__}")
     if bitmask.dtype != torch.int32:
-        raise KernelInputError(f"{op}: bitmask must be int32 (bit t % 32 of word t // 32), got {bitmask.dtype}")
+        raise KernelInputError(f"{op}: bitmask must be int32 (bit t % 32 of word t // 32), "
+                               f"got {bitmask.dtype}")
     if bitmask.dim() != 2 or bitmask.shape[0] != rows:
         raise KernelInputError(f"{op}: bitmask must have shape ({rows}, words), got {tuple(bitmask.shape)}")
     if bitmask.shape[1] == 0:
