@@ -160,9 +160,9 @@ def test_apply_chunked_rows_match_reference():
 @pytest.mark.slow
 def test_apply_compiled_path_matches_reference():
     """The opt-in torch.compile path (OCTOGRAM_KERNELS_COMPILE=1). Its first call compiles for
-    15-90 s whatever the shape, so there is no small form: it runs with OCTOGRAM_SLOW=full."""
+    8-90 s whatever the shape, so there is no small form: it runs with OCTOGRAM_SLOW=full."""
     if os.environ.get("OCTOGRAM_SLOW") != "full":
-        pytest.skip("compiles for 15-90 s; run with OCTOGRAM_SLOW=full")
+        pytest.skip("compiles for 8-90 s; run with OCTOGRAM_SLOW=full")
     gen = torch.Generator().manual_seed(3)
     for dtype in (torch.float32, torch.bfloat16):
         for shape, words in (((3, 100), 3), ((2, 70), 3), ((4, 1000), 32)):
