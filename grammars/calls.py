@@ -23,8 +23,9 @@ from .values import check, render, sample
 
 
 def _lowered(spec: FunctionSpec, max_depth: int, max_repeat: int) -> dict[str, tuple[Any, Node]]:
+    # reports are to_lark's job: they are collected here (so the shared cache stays complete)
+    # and not emitted
     lowering = Lowering(spec.defs, max_depth=max_depth, max_repeat=max_repeat, strict=False)
-    lowering.quiet = 1  # reporting is to_lark's job; here only the value types matter
     with deep_recursion():
         return {p.name: (p, node) for p, node in lower_function(spec, lowering)}
 

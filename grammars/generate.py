@@ -74,7 +74,8 @@ class _Emitter:
         self.terminal_by_body: dict[str, str] = {}
         self.common: set[str] = set()
         self.memo: dict[int, str] = {}
-        self.taken: set[str] = {"start"}
+        # names used by to_lark itself and by the common terminals are never handed out
+        self.taken: set[str] = {"start", "call", *common_terminals()}
 
     # ------------------------------------------------------------------ naming
 

@@ -105,6 +105,7 @@ class Lowering:
         self._frames: list[list[GrammarWarning]] = []
         self.reported: list[GrammarWarning] = []  # warnings outside any named schema
         self.quiet = 0
+        self._quiet_memo: dict = {}
 
     # ------------------------------------------------------------------ reporting
 
@@ -179,16 +180,17 @@ class Lowering:
                 return None  # recursion budget spent: this branch is left out
             budget -= 1
         key = (ref, budget)
-        if key in self.memo:
-            return self.memo[key]
+        # a quiet lowering drops its warnings, so it must not fill the shared cache
+        memo = self._quiet_memo if self.quiet else self.memo
+        if key in memo:
+            return memo[key]
         self._frames.append([])
         try:
             node = self.lower(target, budget, self.where(ref))
         finally:
             reported = self._frames.pop()
         result = None if node is None else Def(ref, node, tuple(reported), budget)
-        if not self.quiet:  # a quiet lowering has dropped its warnings: do not cache it
-            self.memo[key] = result
+        memo[key] = result
         return result
 
     # ------------------------------------------------------------------ composition

@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import json
 import random
+import textwrap
 import warnings
 from typing import Literal, Optional, TypedDict
 
@@ -489,3 +490,49 @@ def test_readme_grammars_examples_run():
     assert len(blocks) == 2
     for block in blocks:
         exec(compile(block, "<README>", "exec"), {})
+
+
+def test_yaml_swagger_and_python_file_sources(tmp_path):
+    api = tmp_path / "api.yml"
+    api.write_text(textwrap.dedent("""\
+        swagger: "2.0"
+        info: {title: t, version: "1"}
+        paths:
+          /events:
+            get:
+              operationId: listEvents
+              parameters:
+                - {name: since, in: query, type: string, format: date, enum: [2024-01-01, 2024-02-01]}
+                - {name: limit, in: query, type: integer, maximum: 10}
+        """))
+    (spec,) = load(api)
+    assert spec.parameter("since").schema["enum"] == ["2024-01-01", "2024-02-01"]  # dates stay strings
+    parser = lark_parser(to_lark([spec]))
+    assert accepts(parser, 'listEvents(since="2024-02-01", limit=10)')
+    assert not accepts(parser, 'listEvents(limit=11)')
+    module = tmp_path / "tools.py"
+    module.write_text(textwrap.dedent('''\
+        def turn_on(device: str, level: int = 100):
+            """Turn a device on."""
+
+        def _private():
+            pass
+
+        def turn_off(device: str):
+            """Turn a device off."""
+        '''))
+    specs = load(module)
+    assert [s.name for s in specs] == ["turn_on", "turn_off"]
+    assert specs[0].description == "Turn a device on."
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(GrammarError, match="importing the file failed: RuntimeError: boom"):
+        load(broken)
+
+
+def test_corpus_unavailable_without_npm(tmp_path, monkeypatch):
+    from benchmarks import corpus
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm on it
+    with pytest.raises(corpus.CorpusUnavailable, match="npm"):
+        corpus.openapi_corpus_dir()
