@@ -73,7 +73,7 @@ class _Emitter:
         self.terminals: dict[str, str] = {}
         self.terminal_by_body: dict[str, str] = {}
         self.common: set[str] = set()
-        self.memo: dict[int, str] = {}
+        self.memo: dict[int, tuple[Node, str]] = {}
         # names used by to_lark itself and by the common terminals are never handed out
         self.taken: set[str] = {"start", "call", *common_terminals()}
 
@@ -114,10 +114,13 @@ class _Emitter:
 
     def expr(self, node: Node, hint: str) -> str:
         """An expression for `node` that is safe to concatenate and to quantify."""
-        key = id(node)
-        if key not in self.memo:
-            self.memo[key] = self._expr(node, hint)
-        return self.memo[key]
+        # keyed by identity; the node is kept in the entry so that its id cannot be reused by
+        # another (later) node while this grammar is being written
+        entry = self.memo.get(id(node))
+        if entry is None or entry[0] is not node:
+            entry = (node, self._expr(node, hint))
+            self.memo[id(node)] = entry
+        return entry[1]
 
     def _expr(self, node: Node, hint: str) -> str:
         py = self.style == "python"

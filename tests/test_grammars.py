@@ -536,3 +536,16 @@ def test_corpus_unavailable_without_npm(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no npm on it
     with pytest.raises(corpus.CorpusUnavailable, match="npm"):
         corpus.openapi_corpus_dir()
+
+
+def test_many_functions_share_one_grammar_without_mixing_them_up():
+    # each function's value types are built and dropped in turn; none may leak into another
+    specs = [FunctionSpec(f"f{i}", parameters=(Parameter("x", {"type": "string", "pattern": f"^a{{{i + 1}}}$"}),
+                                               Parameter("y", {"enum": [i, -i - 1]})))
+             for i in range(40)]
+    parser = lark_parser(to_lark(specs))
+    for i in range(40):
+        assert accepts(parser, f'f{i}(x="{"a" * (i + 1)}", y={i})')
+        assert not accepts(parser, f'f{i}(x="{"a" * (i + 2)}", y={i})')
+        assert not accepts(parser, f'f{i}(x="{"a" * (i + 1)}", y={i + 1})')
+    assert accepts(parser, 'no_relevant_function(query="x")')

@@ -23,6 +23,9 @@ from test_grammars_support import accepts, check_function, lark_parser
 
 PATTERNS = ["^[a-z]+$", "^[A-Z]{2,3}-[0-9]{1,4}$", "abc", "^(foo|bar)?baz$", "[^/]+", "^\\S*$",
             "^.{1,3}$", '^["\\\\]+$', "^[\\w.-]+@[\\w.-]+$", "^\\d{3}(-\\d{2})?$", "x|^y$"]
+# Python's re (which jsonschema uses) reads \s \w \d and "." differently from ECMA-262 at the
+# edges (e.g. \x1f is a space to Python), so the schema generator uses patterns without them.
+PORTABLE_PATTERNS = [p for p in PATTERNS if not re.search(r"\\[sSwWdD]|(?<!\\)\.", p)]
 FORMATS = ["date", "date-time", "time", "uuid", "ipv4", "byte", "email", "hostname", "uri"]
 KEYS = ["a", "b", "name", "x-y", "from", "é", "with space", 'q"uote']
 
@@ -40,7 +43,7 @@ def string_schema(draw):
         if draw(st.booleans()):
             s["maxLength"] = lo + draw(small)
     elif kind == "pattern":
-        s["pattern"] = draw(st.sampled_from(PATTERNS))
+        s["pattern"] = draw(st.sampled_from(PORTABLE_PATTERNS))
     elif kind == "format":
         s["format"] = draw(st.sampled_from(FORMATS))
     return s
