@@ -549,3 +549,13 @@ def test_many_functions_share_one_grammar_without_mixing_them_up():
         assert not accepts(parser, f'f{i}(x="{"a" * (i + 2)}", y={i})')
         assert not accepts(parser, f'f{i}(x="{"a" * (i + 1)}", y={i + 1})')
     assert accepts(parser, 'no_relevant_function(query="x")')
+
+
+def test_writer_never_confuses_a_freed_node_with_a_new_one():
+    from octogram.grammars import regex
+    from octogram.grammars.generate import _Emitter
+    from octogram.grammars.ir import Str
+    emitter = _Emitter("python", 64)
+    # each node is dropped right after use; CPython then hands its address to the next one
+    names = [emitter.expr(Str(regex.full_match(regex.parse(f"^a{{{i + 1}}}$"))), f"h{i}") for i in range(50)]
+    assert len(set(names)) == 50
