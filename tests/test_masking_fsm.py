@@ -14,7 +14,7 @@ from octogram.masking import GrammarCompileError, Vocabulary, compile_grammar
 from octogram.masking import cache as fsm_cache
 from octogram.masking.grammar import compile_lark
 
-from test_masking_grammar import grammars
+from test_masking_grammar import JSON, grammars
 from masking_helpers import (bitmask_to_ids, lark_accepts, random_segmentation, random_walk,
                              sample_string)
 
@@ -29,19 +29,6 @@ no_relevant_function: "no_relevant_function(" "query=" STRING ")"
 STRING: "\"" /([^"\\\n]|\\.)*/ "\""
 INT: /-?(0|[1-9][0-9]*)/
 '''
-
-JSON = r"""
-?start: value
-?value: object | array | ESCAPED_STRING | SIGNED_NUMBER | "true" | "false" | "null"
-array: "[" [value ("," value)*] "]"
-object: "{" [pair ("," pair)*] "}"
-pair: ESCAPED_STRING ":" value
-%import common.ESCAPED_STRING
-%import common.SIGNED_NUMBER
-%import common.WS
-%ignore WS
-"""
-
 
 def toy_vocabulary(seed=0, extra=2000, pad=5):
     """Every single byte, some grammar-shaped chunks, random chunks, multi-byte UTF-8 split

@@ -3,7 +3,6 @@
 import random
 
 import lark
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,30 +10,11 @@ from hypothesis import strategies as st
 from octogram.masking import GrammarCompileError
 from octogram.masking.grammar import compile_lark
 
-
-def sample_dfa(dfa, rng, stop=0.2, max_len=80):
-    """A random string of the DFA's language (every state can reach acceptance)."""
-    s, out = 0, bytearray()
-    while True:
-        allowed = np.flatnonzero(dfa.trans[s] != -1)
-        if dfa.accepting[s] and (not allowed.size or rng.random() < stop or len(out) > max_len):
-            return bytes(out)
-        ascii_ = allowed[allowed < 128]
-        b = int(rng.choice(ascii_ if ascii_.size and rng.random() < 0.9 else allowed))
-        out.append(b)
-        s = int(dfa.trans[s, b])
+from masking_helpers import lark_accepts, sample_string
 
 
 def lark_parser(text):
     return lark.Lark(text, parser="earley", lexer="dynamic_complete")
-
-
-def accepts(parser, text: str) -> bool:
-    try:
-        parser.parse(text)
-        return True
-    except lark.exceptions.LarkError:
-        return False
 
 
 # random non-recursive grammars: rule i only refers to rules j > i
@@ -68,8 +48,8 @@ def test_dfa_strings_parse_with_lark(text, seed):
     parser = lark_parser(text)
     rng = random.Random(seed)
     for _ in range(15):
-        sample = sample_dfa(dfa, rng).decode()
-        assert accepts(parser, sample), (text, sample)
+        sample = sample_string(dfa, rng).decode()
+        assert lark_accepts(parser, sample), (text, sample)
 
 
 @settings(max_examples=40, deadline=None)
@@ -78,7 +58,7 @@ def test_dfa_and_lark_agree_on_arbitrary_strings(text, samples):
     dfa = compile_lark(text).dfa
     parser = lark_parser(text)
     for s in samples:
-        assert dfa.accepts(s.encode()) == accepts(parser, s), (text, s)
+        assert dfa.accepts(s.encode()) == lark_accepts(parser, s), (text, s)
 
 
 JSON = r"""
@@ -118,8 +98,8 @@ def test_recursion_unrolled_to_depth(depth):
     rng = random.Random(depth)
     deepest = 0
     for _ in range(200):
-        s = sample_dfa(compiled.dfa, rng, stop=0.3).decode()
-        assert accepts(parser, s), s
+        s = sample_string(compiled.dfa, rng, stop=0.3).decode()
+        assert lark_accepts(parser, s), s
         deepest = max(deepest, nesting(s))
     # `value` nests `depth` times below the start: depth-1 levels of brackets inside the first
     assert deepest <= depth
