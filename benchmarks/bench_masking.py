@@ -19,11 +19,15 @@ Engines take turns in a rotating order per grammar and per walk, so machine nois
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import gc
 import random
+import signal
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,26 @@ PACKAGES = ("torch", "numpy", "lark", "xgrammar", "llguidance", "outlines_core")
 SCALING_FUNCTIONS = (5, 10, 20, 50)
 
 
+class CompileTimeout(Exception):
+    """A compile ran past the per-grammar cap."""
+
+
+@contextlib.contextmanager
+def time_cap(seconds: float) -> Iterator[None]:
+    """Raise CompileTimeout in this thread after `seconds` (the compilers are Python code, which
+    the signal interrupts between bytecodes)."""
+    def stop(signum: int, frame: Any) -> None:
+        raise CompileTimeout(f"stopped after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @dataclass
 class Config:
     grammars: int            # five-function grammars per tokenizer: the smallest `grammars` ...
@@ -54,9 +78,10 @@ class Config:
     walks: int               # random walks per grammar
     json_repeats: int        # compiles of the JSON-object grammar per engine
     scaling_vocabs: tuple[str, ...]
+    cold_cap_s: float = 30.0  # a cold compile past this is stopped and counted as slower
 
 
-FULL = Config(grammars=20, sample=20, regex_grammars=2, walks=8, json_repeats=5,
+FULL = Config(grammars=20, sample=20, regex_grammars=2, walks=4, json_repeats=3,
               scaling_vocabs=("gemma3", "llama3", "gemma3[:32768]"))
 # a smoke run: small grammars only, no regex peers (their index builds take a minute each)
 QUICK = Config(grammars=3, sample=8, regex_grammars=0, walks=2, json_repeats=1,
@@ -75,6 +100,7 @@ class Tally:
     steps_ns: list[int] = field(default_factory=list)
     rejected: int = 0        # replayed walks the engine refused part-way
     walks: int = 0
+    stopped: list[str] = field(default_factory=list)  # grammars whose compile passed the cap
     errors: list[str] = field(default_factory=list)
     json_first_ms: list[float] = field(default_factory=list)
     json_steps_ns: list[int] = field(default_factory=list)
@@ -140,10 +166,11 @@ def self_walk(engine: Engine, compiled: Any, rng: random.Random, punct: np.ndarr
 
 
 def first_masks(units: list[list[Engine]], case: GrammarCase, k: int,
-                tallies: dict[str, Tally]) -> dict[str, tuple[Any, float]]:
+                tallies: dict[str, Tally], cold_cap_s: float | None) -> dict[str, tuple[Any, float]]:
     """(compiled object, seconds to first mask) per engine, the units in an order rotated by `k`.
     A unit is one engine, or ours cold followed by ours cache, whose file the cold compile
-    writes. An engine that cannot read the grammar gets the error in its tally."""
+    writes. An engine that cannot read the grammar gets the error in its tally; ours cold is
+    stopped past `cold_cap_s` (and ours cache then has no file to load)."""
     out: dict[str, tuple[Any, float]] = {}
     for unit in rotate(units, k):
         for e in unit:
@@ -151,8 +178,15 @@ def first_masks(units: list[list[Engine]], case: GrammarCase, k: int,
                 if "ours cold" not in out:
                     continue
                 e.prime(out["ours cold"][0])
+            capped = cold_cap_s is not None and e.name == "ours cold"
+            cap = time_cap(cold_cap_s) if capped else contextlib.nullcontext()
             try:
-                out[e.name] = first_mask(e, case)
+                with cap:
+                    out[e.name] = first_mask(e, case)
+            except CompileTimeout:
+                tallies[e.name].stopped.append(case.name)
+                gc.collect()
+                continue
             except Exception as exc:  # reported, not fatal
                 tallies[e.name].errors.append(f"{case.name}: {type(exc).__name__}: {str(exc)[:160]}")
                 continue
@@ -180,10 +214,10 @@ def measure_vocabulary(label: str, tokenizer: Any, cases: list[GrammarCase], jso
     # the JSON object: the first compile in this process (per-vocabulary indexes get built), then
     # repeated compiles and self-walks; xgrammar reads the schema, so its regex form is not run
     units = [[cold, cache], [lazy], [xgr], [llg], [outlines]]
-    for name, (_, s) in first_masks(units, json_case, 0, tallies).items():
+    for name, (_, s) in first_masks(units, json_case, 0, tallies, None).items():
         tallies[name].first_compile_ms = s * 1e3
     for r in range(cfg.json_repeats):
-        for name, (compiled, s) in first_masks(units, json_case, r + 1, tallies).items():
+        for name, (compiled, s) in first_masks(units, json_case, r + 1, tallies, None).items():
             tallies[name].json_first_ms.append(s * 1e3)
             tallies[name].json_memory = engines[name].memory(compiled)[0]
     punct = np.array([any(b in b'"[]{},:' for b in t) for t in vocab.tokens], bool)
@@ -201,7 +235,7 @@ def measure_vocabulary(label: str, tokenizer: Any, cases: list[GrammarCase], jso
         regex_left -= use_regex
         units = [[cold, cache], [lazy], [xgr], [llg]] + ([[xgr_regex], [outlines]] if use_regex else [])
         compiled = {}
-        for name, (obj, s) in first_masks(units, case, i, tallies).items():
+        for name, (obj, s) in first_masks(units, case, i, tallies, cfg.cold_cap_s).items():
             t = tallies[name]
             t.first_mask_ms.append(s * 1e3)
             mem, t.memory_how = engines[name].memory(obj)
@@ -209,7 +243,7 @@ def measure_vocabulary(label: str, tokenizer: Any, cases: list[GrammarCase], jso
                 t.memory.append(mem)
             compiled[name] = obj
         if cache.name not in compiled:
-            continue
+            continue  # no complete FSM to draw walks from: this grammar has no walks
         # walks come from the cache-loaded FSM, so the timed cold one starts untouched
         walk_rng = random.Random(seed * 1000 + i)
         walks = [random_walk(compiled[cache.name], walk_rng) for _ in range(cfg.walks)]
@@ -263,6 +297,8 @@ def _pct(values: list[int], q: float) -> float:
 def _ms(x: float) -> str:
     if x != x:
         return "–"
+    if x == float("inf"):
+        return "stopped"
     return f"{x:.3g}" if x < 100 else f"{x:,.0f}"
 
 
@@ -279,18 +315,23 @@ def _mb(b: float | None) -> str:
     return f"{b / 2**20:.2f}" if b < 100 * 2**20 else f"{b / 2**20:,.0f}"
 
 
-def first_mask_table(tallies: dict[str, Tally]) -> str:
+def first_mask_table(tallies: dict[str, Tally], cap_s: float) -> str:
     ref = statistics.median(tallies["xgrammar"].first_mask_ms) if tallies["xgrammar"].first_mask_ms else float("nan")
     lines = ["| engine | grammars | median ms | min ms | max ms | median / xgrammar's | memory MB (median) | memory counted as |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
     for name, t in tallies.items():
         v = t.first_mask_ms
-        if not v:
+        if not v and not t.stopped:
             continue
-        med = statistics.median(v)
+        # a stopped compile counts as slower than every finished one
+        both = sorted(v) + [float("inf")] * len(t.stopped)
+        med = statistics.median(both)
+        top = f"> {cap_s * 1e3:,.0f}" if t.stopped else _ms(max(v))
+        low = _ms(min(v)) if v else "–"
+        ratio = f"{med / ref:.2f}" if med < float("inf") else "–"
         mem = statistics.median(t.memory) if t.memory else None
-        lines.append(f"| {name} | {len(v)} | {_ms(med)} | {_ms(min(v))} | {_ms(max(v))} | "
-                     f"{med / ref:.2f} | {_mb(mem)} | {t.memory_how} |")
+        lines.append(f"| {name} | {len(both)} | {_ms(med)} | {low} | {top} | "
+                     f"{ratio} | {_mb(mem)} | {t.memory_how} |")
     return "\n".join(lines)
 
 
@@ -345,6 +386,7 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
     vocabs = list(dict.fromkeys(r["vocab"] for r in rows))
@@ -362,8 +404,8 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
                             (ax_m, "Memory of the compiled object", "MiB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xticks(SCALING_FUNCTIONS)
-        ax.set_xticklabels([str(k) for k in SCALING_FUNCTIONS])
+        ax.set_xticks(SCALING_FUNCTIONS, [str(k) for k in SCALING_FUNCTIONS])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("functions in the grammar (no_relevant_function included)")
         ax.set_ylabel(unit)
         ax.set_title(title)
@@ -415,8 +457,14 @@ def report(cfg: Config, cases: list[GrammarCase], json_case: GrammarCase, per_vo
         "",
     ]
     for label, tallies in per_vocab.items():
-        out += [f"### {label}", "", "Time to first mask, five-function grammars:", "", first_mask_table(tallies), "",
+        out += [f"### {label}", "", "Time to first mask, five-function grammars:", "", first_mask_table(tallies, cfg.cold_cap_s), "",
                 "Per token during random walks (advance + fill):", "", steps_table(tallies), ""]
+        stopped = tallies["ours cold"].stopped
+        if stopped:
+            out += [f"Ours cold was stopped at the {cfg.cold_cap_s:g} s cap on {len(stopped)} grammar(s), "
+                    f"counted as slower than every finished one (so a median shown as stopped means more than "
+                    f"half were); those grammars have no cache figure and no Octogram memory, and no engine "
+                    f"walks them: " + ", ".join(n.split(":")[0] for n in stopped) + ".", ""]
         errs = [f"{n}: {e}" for n, t in tallies.items() for e in t.errors]
         if errs:
             out += ["Compile failures: " + "; ".join(errs[:6]) + ("" if len(errs) <= 6 else f"; … ({len(errs)} in all)"), ""]
@@ -449,9 +497,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few grammars and walks (about 3 minutes)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cold-cap", type=float, default=None, metavar="SECONDS",
+                        help="stop a cold compile after this long (default 30)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md and the plot alone")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
+    if args.cold_cap is not None:
+        cfg = dataclasses.replace(cfg, cold_cap_s=args.cold_cap)
     started = time.perf_counter()
 
     # the corpus and the tokenizers are cached under OCTOGRAM_CACHE_DIR: read them before it moves
@@ -467,7 +519,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, (key, tokenizer) in tokenizers.items():
         per_vocab[label] = measure_vocabulary(label, tokenizer, cases, json_case, cfg, args.seed)
         vocabs[key] = Vocabulary.from_tokenizer(tokenizer)
-        print(f"\n### {label}\n\nfirst mask:\n{first_mask_table(per_vocab[label])}\n\n"
+        print(f"\n### {label}\n\nfirst mask:\n{first_mask_table(per_vocab[label], cfg.cold_cap_s)}\n\n"
               f"per token:\n{steps_table(per_vocab[label])}\n\nJSON object:\n{json_table(per_vocab[label])}\n",
               flush=True)
     vocabs["gemma3[:32768]"] = truncated_vocabulary(vocabs["gemma3"], 32768)
