@@ -53,6 +53,7 @@ def run_document(job: tuple[str, int]) -> dict:
     path, sample_every = job
     out = {"path": path, "ops": 0, "imported": 0, "built": 0, "failures": collections.Counter(),
            "crashes": [], "gen": [], "per_op": [], "sizes": [], "warnings": collections.Counter(),
+           "messages": collections.Counter(),
            "lark": [], "peer": [], "parse_s": 0.0}
     t = time.thread_time()
     try:
@@ -97,6 +98,7 @@ def run_document(job: tuple[str, int]) -> dict:
         out["sizes"].append(len(text))
         for w in caught:
             out["warnings"][getattr(w.message, "keyword", None) or "other"] += 1
+            out["messages"][cause(getattr(w.message, "message", str(w.message)))] += 1
         if sample_every and index % sample_every == 0:
             out["lark"].append(_lark_check(text, spec, index))
             out["peer"].append(_peer(spec, spent))
@@ -153,7 +155,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     wall = time.perf_counter()
     totals = collections.Counter()
-    failures, warned = collections.Counter(), collections.Counter()
+    failures, warned, messages = collections.Counter(), collections.Counter(), collections.Counter()
     crashes, gen, per_op, sizes, larks, peers, parse_s = [], [], [], [], [], [], 0.0
     with Pool(args.workers, maxtasksperchild=25) as pool:
         jobs = [(f, args.sample_every) for f in files]
@@ -162,6 +164,7 @@ def main() -> None:
                 totals[key] += out[key]
             failures.update(out["failures"])
             warned.update(out["warnings"])
+            messages.update(out["messages"])
             crashes += out["crashes"]
             gen += out["gen"]
             per_op += out["per_op"]
@@ -219,6 +222,8 @@ def main() -> None:
         "|---|---:|",
     ]
     lines += [f"| {k} | {n:,} |" for k, n in warned.most_common()]
+    lines += ["", "The most frequent warnings (names and numbers blanked):", "", "| warning | count |", "|---|---:|"]
+    lines += [f"| {m} | {n:,} |" for m, n in messages.most_common(12)]
     lines += [
         "",
         f"Sample of every {args.sample_every}th operation ({len(larks):,} grammars): Lark (earley, dynamic "

@@ -23,6 +23,8 @@ EXACT_FORMATS: dict[str, str] = {
     "uuid": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
     "ipv4": rf"{_OCTET}(?:\.{_OCTET}){{3}}",
     "byte": r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?",
+    # RFC 4648 section 5; the padding is optional, as most APIs leave it out
+    "base64url": r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}(?:==)?|[A-Za-z0-9_-]{3}=?)?",
     "date-time-rfc1123": r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (?:0[1-9]|[12][0-9]|3[01]) "
                          r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
                          r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60) GMT",
@@ -161,3 +163,42 @@ def int_range_regex(lo: int | None, hi: int | None) -> str:
         mag_hi = None if lo is None else -lo
         alts.append("-" + _group(_non_negative(mag_lo, mag_hi)[::-1]))
     return "|".join(alts)
+
+
+# ----------------------------------------------------------------------------- number ranges
+
+_FRACTION = r"(?:\.[0-9]+)?"
+
+
+def _magnitudes(lo: int, lo_ex: bool, hi: "int | None", hi_ex: bool) -> list[str]:
+    """Alternatives for plain decimals n[.f] >= 0 between integer bounds (hi None: unbounded)."""
+    out = []
+    start = lo + 1 if lo_ex else lo
+    if lo_ex:
+        out.append(f"{lo}\\.[0-9]*[1-9][0-9]*")  # lo < x < lo + 1
+    if hi is None:
+        out.append(_group(_non_negative(start, None)[::-1]) + _FRACTION)
+        return out
+    if start <= hi - 1:  # integer parts below hi take any fraction
+        out.append(_group(_non_negative(start, hi - 1)[::-1]) + _FRACTION)
+    if not hi_ex and hi >= start:
+        out.append(f"{hi}(?:\\.0+)?")  # exactly hi
+    return out
+
+
+def number_range_alternatives(lo: "int | None", lo_ex: bool, hi: "int | None", hi_ex: bool) -> list[str]:
+    """Regex alternatives (each a whole number token) for the plain decimals (JSON number syntax
+    without an exponent; no negative zero) x with lo <= x <= hi, bounds integers or None,
+    exclusive where flagged. Each alternative is meant to be its own terminal: Lark matches a
+    terminal with Python's leftmost-first `re`, which must not stop inside a longer number."""
+    alts: list[str] = []
+    if hi is None or hi > 0 or (hi == 0 and not hi_ex):
+        if lo is not None and lo >= 0:
+            alts += _magnitudes(lo, lo_ex, hi, hi_ex)
+        else:
+            alts += _magnitudes(0, False, hi, hi_ex)
+    if lo is None or lo < 0:  # x < 0: its magnitude lies in (max(0, -hi), -lo]
+        ylo, ylo_ex = (-hi, hi_ex) if hi is not None and hi < 0 else (0, True)
+        yhi, yhi_ex = (None, False) if lo is None else (-lo, lo_ex)
+        alts += ["-" + m for m in _magnitudes(ylo, ylo_ex, yhi, yhi_ex)]
+    return alts

@@ -139,7 +139,17 @@ class _Emitter:
             hi = "n" if node.hi is None else str(node.hi).replace("-", "m")
             return self.terminal(f"int_{lo}_{hi}", body)
         if isinstance(node, Num):
-            return self.use("NONNEG_NUMBER" if node.nonneg else "NUMBER")
+            if not node.bounded:
+                return self.use("NUMBER")
+            if (node.lo, node.lo_ex, node.hi) == (0, False, None):
+                return self.use("NONNEG_DECIMAL")
+            lo = "n" if node.lo is None else str(node.lo).replace("-", "m") + ("x" if node.lo_ex else "")
+            hi = "n" if node.hi is None else str(node.hi).replace("-", "m") + ("x" if node.hi_ex else "")
+            terms = [self.terminal(f"num_{lo}_{hi}", f"/{alt}/")
+                     for alt in formats.number_range_alternatives(node.lo, node.lo_ex, node.hi, node.hi_ex)]
+            if not terms:
+                raise GrammarError("a number range without values")  # lowering returns None first
+            return terms[0] if len(terms) == 1 else self.rule(f"num_{lo}_{hi}", " | ".join(terms))
         if isinstance(node, Bool):
             return self.use("PY_BOOL" if py else "JSON_BOOL")
         if isinstance(node, Null):

@@ -31,11 +31,16 @@ class Int(Node):
 
 
 class Num(Node):
-    """A number (integer or decimal, JSON number syntax); `nonneg` forbids a minus sign."""
-    __slots__ = ("nonneg",)
+    """A number in JSON number syntax. With bounds (integers; None = unbounded; `*_ex` = exclusive)
+    it is written as a plain decimal (no exponent, no negative zero) between them."""
+    __slots__ = ("lo", "lo_ex", "hi", "hi_ex")
 
-    def __init__(self, nonneg: bool = False):
-        self.nonneg = nonneg
+    def __init__(self, lo: int | None = None, lo_ex: bool = False, hi: int | None = None, hi_ex: bool = False):
+        self.lo, self.lo_ex, self.hi, self.hi_ex = lo, lo_ex, hi, hi_ex
+
+    @property
+    def bounded(self) -> bool:
+        return self.lo is not None or self.hi is not None
 
 
 class Bool(Node):

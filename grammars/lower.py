@@ -11,8 +11,9 @@ Decisions an engineer needs to know (the README repeats them):
   `readOnly` properties are left out (requests do not send them).
 * `nullable: true` adds null to whatever its schema accepts.
 * Lengths and item counts are expressed up to `max_repeat` (default 64); a larger bound is
-  reported and dropped. Integer bounds are expressed exactly (as regexes); number bounds, except
-  `minimum: 0`, are reported.
+  reported and dropped. Integer bounds are expressed exactly (as regexes), and so are integral
+  bounds on numbers (a bounded number is then written as a plain decimal, without exponent);
+  other number bounds are reported.
 * Reported (GrammarWarning, or GrammarError in strict mode): numeric bounds on non-integers,
   `multipleOf`, `uniqueItems: true`, `not`, `if`, `dependentRequired`/`dependentSchemas`/
   `dependencies`, `patternProperties`, `propertyNames`, `contains`, `unevaluated*`,
@@ -521,22 +522,21 @@ class Lowering:
 
     def lower_number(self, s: Mapping[str, Any], loc: str) -> Node | None:
         lo, lo_ex, hi, hi_ex = self._numeric_bounds(s, loc)
-        nonneg = lo is not None and lo == 0 and not lo_ex
         if lo is not None and hi is not None and (lo > hi or (lo == hi and (lo_ex or hi_ex))):
             return None
-        for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-            value = s.get(key)
-            if value is None or (value is False and key.startswith("exclusive")):
-                continue
-            if key == "minimum" and nonneg:
-                continue
-            self.warn(f"'{key}' {value!r} on a number is not expressed (only minimum 0 is)", loc, key)
+        integral = all(b is None or float(b).is_integer() for b in (lo, hi))
+        if not integral:  # bounds between integers are not written as regexes
+            for key in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+                value = s.get(key)
+                if value is not None and value is not False and value is not True:
+                    self.warn(f"'{key}' {value!r} on a number is not expressed (only integer bounds are)", loc, key)
+            lo = hi = None
         fmt = s.get("format")
         if isinstance(fmt, str) and fmt and fmt not in formats.NUMBER_FORMATS and fmt not in formats.INTEGER_FORMATS:
             self.warn(f"format {fmt!r} on a number is not expressed", loc, "format")
         if s.get("multipleOf") is not None:
             self.warn(f"'multipleOf' {s['multipleOf']!r} is not expressed", loc, "multipleOf")
-        return Num(nonneg)
+        return Num(None if lo is None else int(lo), lo_ex, None if hi is None else int(hi), hi_ex)
 
     def lower_array(self, s: Mapping[str, Any], budget: int, loc: str) -> Node | None:
         items, prefix_items = s.get("items"), s.get("prefixItems")

@@ -56,7 +56,9 @@ def describe(node: Node) -> str:
         bounds = "" if node.lo is None and node.hi is None else f" in [{node.lo}, {node.hi}]"
         return "an integer" + bounds
     if isinstance(node, Num):
-        return "a non-negative number" if node.nonneg else "a number"
+        if not node.bounded:
+            return "a number"
+        return "a number in " + ("(" if node.lo_ex else "[") + f"{node.lo}, {node.hi}" + (")" if node.hi_ex else "]")
     if isinstance(node, Bool):
         return "a boolean"
     if isinstance(node, Null):
@@ -156,7 +158,11 @@ def _problem(node: Node, value: Any, path: str) -> "tuple[str, str] | None":
     if isinstance(node, Num):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             return wrong
-        return wrong if node.nonneg and value < 0 else None
+        if node.lo is not None and (value < node.lo or (node.lo_ex and value == node.lo)):
+            return wrong
+        if node.hi is not None and (value > node.hi or (node.hi_ex and value == node.hi)):
+            return wrong
+        return None
     if isinstance(node, Bool):
         return None if isinstance(value, bool) else wrong
     if isinstance(node, Null):
@@ -236,9 +242,10 @@ def sample(node: Node, rng: random.Random) -> Any:
             return rng.choice([lo, hi])
         return rng.randint(lo, hi)
     if isinstance(node, Num):
-        value = rng.choice([rng.randint(-50, 50), round(rng.uniform(-1e3, 1e3), rng.randint(0, 6)),
-                            rng.uniform(-1e-6, 1e-6), rng.uniform(-1e20, 1e20)])
-        return abs(value) if node.nonneg else value
+        if not node.bounded:
+            return rng.choice([rng.randint(-50, 50), round(rng.uniform(-1e3, 1e3), rng.randint(0, 6)),
+                               rng.uniform(-1e-6, 1e-6), rng.uniform(-1e20, 1e20)])
+        return _bounded_number(node, rng)
     if isinstance(node, Bool):
         return rng.random() < 0.5
     if isinstance(node, Null):
@@ -266,6 +273,23 @@ def sample(node: Node, rng: random.Random) -> Any:
     if isinstance(node, AnyV):
         return _sample_json(node.depth, rng)
     raise TypeError(f"unknown node {node!r}")
+
+
+def _bounded_number(node: Num, rng: random.Random) -> Any:
+    """A value in the range whose repr needs no exponent (1e-4 <= |x| < 1e15, or 0)."""
+    lo = node.lo if node.lo is not None else (node.hi - 1000 if node.hi is not None else -1000)
+    hi = node.hi if node.hi is not None else lo + 1000
+    for _ in range(100):
+        if rng.random() < 0.3:
+            value: Any = rng.randint(lo, hi)
+        else:
+            value = round(rng.uniform(lo, hi), rng.randint(1, 4))
+        if value != 0 and not 1e-4 <= abs(value) < 1e15:
+            continue
+        if (value == lo and node.lo_ex) or (value == hi and node.hi_ex) or not lo <= value <= hi:
+            continue
+        return value
+    return (lo + hi) / 2
 
 
 def _sample_json(depth: int, rng: random.Random) -> Any:

@@ -233,6 +233,7 @@ def test_expressed_keywords_do_not_warn():
                         {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "dog"}}}]},
         "f": {"type": "array", "prefixItems": [{"type": "integer"}], "items": False},
         "g": {"type": "string", "format": "date-time"},
+        "h": {"type": "number", "minimum": -90, "maximum": 90},
     }}
     spec = FunctionSpec("f", parameters=(Parameter("x", schema),))
     with warnings.catch_warnings():
@@ -244,6 +245,8 @@ def test_expressed_keywords_do_not_warn():
     assert not accepts(parser, 'f(x={"a": 1, "b": "abcdefghi"})')  # pattern + maxLength folded
     assert not accepts(parser, 'f(x={"a": 1, "c": -1})')
     assert not accepts(parser, 'f(x={"a": 1, "f": [1, 2]})')
+    assert accepts(parser, 'f(x={"a": 1, "h": -90.0})') and accepts(parser, 'f(x={"a": 1, "h": 89.75})')
+    assert not accepts(parser, 'f(x={"a": 1, "h": 90.25})') and not accepts(parser, 'f(x={"a": 1, "h": 1e1})')
 
 
 def test_enum_values_of_every_json_type_and_escapes():

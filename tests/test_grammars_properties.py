@@ -66,6 +66,8 @@ leaves = st.one_of(
     integer_schema(),
     st.just({"type": "number"}),
     st.just({"type": "number", "minimum": 0}),
+    st.builds(lambda lo, span, ex: {"type": "number", "minimum": lo, ("exclusiveMaximum" if ex else "maximum"): lo + span},
+              st.integers(-100, 100), st.integers(1, 200), st.booleans()),
     st.just({"type": "boolean"}),
     st.just({"type": "null"}),
     st.lists(st.one_of(st.text(max_size=6), ints), min_size=1, max_size=5, unique=True).map(lambda v: {"enum": v}),
@@ -190,3 +192,26 @@ def test_unicode_general_categories():
             cp = rng.randrange(0x30000)
             assert regex.contains(ranges, cp) == unicodedata.category(chr(cp)).startswith(short), (name, hex(cp))
     assert regex.unicode_property("Script=Latin") is None
+
+
+def test_number_ranges_against_exact_arithmetic():
+    from fractions import Fraction
+    rng = random.Random(11)
+    cases = [(-90, False, 90, False), (0, False, None, False), (0, True, None, False), (-180, False, 180, True),
+             (None, False, 0, True), (1, False, 1, False), (-5, True, -2, True), (None, False, -3, False),
+             (3, True, 10, False), (0, True, 1, True)]
+    cases += [(a, rng.random() < 0.5, a + rng.randint(1, 300), rng.random() < 0.5)
+              for a in (rng.randint(-300, 300) for _ in range(20))]
+    for lo, lo_ex, hi, hi_ex in cases:
+        alts = formats.number_range_alternatives(lo, lo_ex, hi, hi_ex)
+        grammar = "start: N \";\"\nN: " + " | ".join(f"/{a}/" for a in alts)
+        parser = lark.Lark(grammar, parser="earley", lexer="dynamic")
+        texts = {"0", "0.0", "-0", "-0.0"} | {f"{b}{f}" for b in (lo, hi) if b is not None for f in ("", ".0", ".5", ".000")}
+        for _ in range(400):
+            whole = rng.randint(-400, 400)
+            texts.add(f"{whole}" if rng.random() < 0.3 else f"{whole}.{rng.choice(['0', '00', '5', '25', '001', '9'])}")
+        for text in texts:
+            value = Fraction(text)
+            want = ((lo is None or (value > lo if lo_ex else value >= lo)) and
+                    (hi is None or (value < hi if hi_ex else value <= hi)) and not (text.startswith("-") and value == 0))
+            assert accepts(parser, text + ";") == want, (lo, lo_ex, hi, hi_ex, text)
