@@ -20,6 +20,10 @@ from .token_fsm import RowStore, StateResult, cross_state, state_result
 from .vocab_index import VocabIndex
 
 
+# past this many exceptions a state's next states are looked up by binary search, not a dict
+_DICT_MAX_EXCEPTIONS = 512
+
+
 def bitmask_words(vocab_size: int) -> int:
     return (vocab_size + 31) // 32
 
@@ -131,6 +135,11 @@ class TokenFSM:
     def next_state(self, s: int, token_id: int) -> int:
         """The state after `token_id` (which must be allowed in `s`)."""
         r = self.state(s)
+        if r.exc_tokens.size > _DICT_MAX_EXCEPTIONS:
+            # building a dict of 100k exceptions costs milliseconds; the array is sorted already
+            i = int(np.searchsorted(r.exc_tokens, token_id))
+            hit = i < r.exc_tokens.size and int(r.exc_tokens[i]) == token_id
+            return int(r.exc_next[i]) if hit else r.default
         exc = self._exc_maps[s]
         if exc is None:
             exc = dict(zip(r.exc_tokens.tolist(), r.exc_next.tolist()))
