@@ -7,7 +7,6 @@ declaration order. Each `Parameter` carries a JSON Schema; `$ref`s inside it res
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import keyword
 from collections.abc import Mapping
@@ -234,6 +233,3 @@ def python_type(schema: Any, defs: Mapping[str, Any], depth: int = 0) -> str:
         parts.append("None")
     return " | ".join(parts)
 
-
-def replace(spec: FunctionSpec, **changes: Any) -> FunctionSpec:
-    return dataclasses.replace(spec, **changes)
