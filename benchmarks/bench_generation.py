@@ -92,15 +92,13 @@ def _run(path: str, model: Any, tok: Any, prompts: list[str], grammars: list[Any
 
 
 def speed(model: Any, tok: Any, rounds: int, max_new_tokens: int, batch_sizes: list[int],
-          only: set[str] | None) -> tuple[str, list[str]]:
+          only: set[str] | None, single_queries: int) -> tuple[str, list[str]]:
     from octogram.grammars import load
     from octogram.octopus_models import OctopusGenerator
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the astronomy bounds warning; the grammar says so
-        functions = load(ROOT / "octopus_models" / "examples" / "weather.json")
-        gen = OctopusGenerator(model, tok, num_candidates=len(functions))
-        lark = gen.grammar_text(functions)
+    functions = load(ROOT / "octopus_models" / "examples" / "weather.json")
+    gen = OctopusGenerator(model, tok, num_candidates=len(functions))
+    lark = gen.grammar_text(functions)
     width = gen.vocabulary.size
     setup: dict[str, float] = {}
     t = time.perf_counter()
@@ -122,7 +120,8 @@ def speed(model: Any, tok: Any, rounds: int, max_new_tokens: int, batch_sizes: l
     results: dict[tuple[int, str, str], list[dict]] = {}
     for r in range(rounds):
         for b in batch_sizes:
-            groups = [SPEED_QUERIES[i:i + b] for i in range(0, len(SPEED_QUERIES), b)]
+            queries_b = SPEED_QUERIES[:single_queries] if b == 1 else SPEED_QUERIES[:b]
+            groups = [queries_b[i:i + b] for i in range(0, len(queries_b), b)]
             for path, name, grammar, jf in configs:
                 for queries in groups:
                     prompts = [gen.prompt(q, functions) for q in queries]
@@ -234,20 +233,29 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small smoke run; writes nothing")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--single-queries", type=int, default=4,
+                        help="how many of the queries run at batch 1 (batch 8 uses eight)")
     parser.add_argument("--validity-prompts", type=int, default=200)
     parser.add_argument("--validity-max-new-tokens", type=int, default=64)
     parser.add_argument("--skip-validity", action="store_true")
     parser.add_argument("--peers", nargs="*", default=None,
                         help="only these peers (xgrammar transformers-cfg lm-format-enforcer)")
     args = parser.parse_args()
+    # The weather example's latitude/longitude bounds are not expressible (the grammar layer
+    # warns once per compile); the section is about speed and validity, not those bounds.
+    from octogram.grammars import GrammarWarning
+
+    warnings.simplefilter("ignore", GrammarWarning)
     if args.quick:
         args.rounds, args.max_new_tokens, args.validity_prompts = 1, 12, 8
+        args.single_queries = 2
 
     from octogram.octopus_models import load_model
 
     model, tok = load_model()
     speed_table, notes = speed(model, tok, args.rounds, args.max_new_tokens, [1, 8],
-                               set(args.peers) if args.peers is not None else None)
+                               set(args.peers) if args.peers is not None else None,
+                               args.single_queries)
     print(speed_table)
     validity_table = "(not run)"
     if not args.skip_validity:
@@ -265,7 +273,7 @@ through the kernels' torch reference. Revision `{git_revision()}`. Command: `{co
 
 ### Decoding speed, constrained vs unconstrained
 
-{len(SPEED_QUERIES)} queries against the bundled weather API (`octopus_models/examples/weather.json`,
+{args.single_queries} queries at batch 1 and {len(SPEED_QUERIES)} at batch 8 against the bundled weather API (`octopus_models/examples/weather.json`,
 all six functions and `no_relevant_function` offered, one grammar), greedy, at most
 {args.max_new_tokens} new tokens, fp32, {args.rounds} interleaved rounds. Step latency is the
 median over the decode steps during which every row of the batch was still running (same batch

@@ -153,10 +153,16 @@ def transformers_cfg_factory(lark_text: str, tokenizer: Any, vocab_size: int
     from transformers_cfg.generation.logits_process import GrammarConstrainedLogitsProcessor
     from transformers_cfg.grammar_utils import IncrementalGrammarConstraint
 
-    gbnf = lark_to_gbnf(lark_text)
-    IncrementalGrammarConstraint(gbnf, "root", tokenizer)  # fail early on a bad translation
-    return lambda rows: {"logits_processor": [GrammarConstrainedLogitsProcessor(
-        IncrementalGrammarConstraint(gbnf, "root", tokenizer))]}
+    # The constraint (parsed grammar, vocabulary trie) takes long to build and is reused;
+    # `reset()` clears its per-generation state.
+    constraint = IncrementalGrammarConstraint(lark_to_gbnf(lark_text), "root", tokenizer)
+
+    def make(rows: int) -> dict:
+        processor = GrammarConstrainedLogitsProcessor(constraint)
+        processor.reset()
+        return {"logits_processor": [processor]}
+
+    return make
 
 
 def _lmfe_tokenizer_data(tokenizer: Any, vocab_size: int) -> Any:

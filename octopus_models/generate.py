@@ -8,12 +8,18 @@ state) or after `max_new_tokens`. Finished rows leave the batch (and the KV cach
 Jump-forward rule: after a row takes a token, the tokens in `Matcher.forced_tokens()` are
 appended without asking the model. That list holds a token only where it is the *single* token
 the grammar allows (it stops before any choice, including the choice to end), so the masked
-distribution puts all its mass on that token: greedy decoding and sampling would take it too,
-and the output is the same token for token. Forced tokens are still fed to the model (to fill
-the KV cache), but all of them in one forward pass. We never force a byte string the grammar
+distribution puts all its mass on that token: greedy decoding would take it too, so greedy
+output is the same token for token, and sampling draws from the same distribution (a given seed
+gives another sample, since forced steps draw no random numbers). Forced tokens are still fed to
+the model (to fill the KV cache), but all of them in one forward pass. We never force a byte string the grammar
 forces but the vocabulary spells in several ways (`get_weather(` as `get`+`_weather`+`(` or
 `get_`+`weather(`...): the model may prefer a different spelling, and choosing one for it would
 change its output.
+
+On CUDA, when every row has a grammar, a second loop keeps all rows' FSM states on the device
+(`kernels.DeviceFSM.step` masks, samples and advances with no host round trip; the end of the
+batch is checked every 4 steps); it has no jump-forward and keeps finished rows in the batch.
+`decode(engine="device")` runs it anywhere (on CPU through the kernels' torch reference).
 
 `OctopusGenerator` turns queries and API functions into prompts (`prompt.render_prompt`),
 grammars (`grammars.to_lark` of the offered candidates, compiled once per candidate set), and
@@ -185,7 +191,8 @@ def decode(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[int]],
     """Decode a batch of prompts (text, or token ids); row i follows `grammars[i]` if not None.
 
     `grammars[i]` is a `TokenFSM` compiled for this tokenizer at the model's logits width.
-    `temperature=0` is greedy; otherwise sampling (top-k/top-p) seeded by `seed`.
+    `temperature=0` is greedy; otherwise sampling (top-k/top-p) seeded by `seed` (a seed
+    reproduces a run with the same prompts, batch composition and options).
     `engine`: "host" keeps one `Matcher` per row on the CPU (jump-forward, finished rows leave
     the batch); "device" keeps every row's FSM state on the model's device (`DeviceFSM.step`:
     mask, sample and advance without a host round trip; checks for the end every 4 steps; no
@@ -315,14 +322,15 @@ class OctopusGenerator:
 
     `mask=False` decodes without constraints (parse errors are then reported in
     `CallResult.error`, not raised). `num_candidates` is how many functions a query is offered
-    (besides `no_relevant_function`) when a document holds more (see `retrieval`).
+    (besides `no_relevant_function`) when a document holds more (see `retrieval`). `parallel`
+    allows a list of calls `[f(...), g(...)]`; `engine` is passed to `decode`.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, mask: bool = True,
                  jump_forward: bool = True, num_candidates: int = 4, parallel: bool = False,
-                 max_depth: int = 3) -> None:
+                 max_depth: int = 3, engine: str = "auto") -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.mask, self.jump_forward = mask, jump_forward
+        self.mask, self.jump_forward, self.engine = mask, jump_forward, engine
         self.num_candidates, self.parallel, self.max_depth = num_candidates, parallel, max_depth
         self._vocabulary = None
         self._fsms: dict[str, Any] = {}
@@ -384,7 +392,8 @@ class OctopusGenerator:
             decoded = decode(self.model, self.tokenizer, prompts, grammars,
                              max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                              top_p=top_p, seed=None if seed is None else seed + start,
-                             jump_forward=self.jump_forward, on_step=on_step)
+                             jump_forward=self.jump_forward, engine=self.engine,
+                             on_step=on_step)
             for (query, _), cands, d in zip(part, offered, decoded):
                 calls, error = [], None
                 try:
