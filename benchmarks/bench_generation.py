@@ -67,7 +67,8 @@ def _live_steps(lengths: list[int], stopped: list[str]) -> int:
 
 
 def _run(path: str, model: Any, tok: Any, prompts: list[str], grammars: list[Any] | None,
-         max_new_tokens: int, make: Any = None, jump_forward: bool = False) -> dict[str, Any]:
+         max_new_tokens: int, make: Any = None, jump_forward: bool = False,
+         max_time: float | None = None) -> dict[str, Any]:
     from octogram.octopus_models import decode, hf_decode
 
     start = time.perf_counter()
@@ -79,6 +80,8 @@ def _run(path: str, model: Any, tok: Any, prompts: list[str], grammars: list[Any
         clock = _StepClock()
         kwargs = make(len(prompts)) if make is not None else {}
         kwargs["logits_processor"] = kwargs.get("logits_processor", []) + [clock]
+        if max_time is not None:
+            kwargs["max_time"] = max_time
         out = hf_decode(model, tok, prompts, grammars if path == "hf-octogram" else None,
                         max_new_tokens=max_new_tokens, **kwargs)
         times = clock.times
@@ -86,13 +89,16 @@ def _run(path: str, model: Any, tok: Any, prompts: list[str], grammars: list[Any
     live = _live_steps([len(o.token_ids) for o in out], [o.stop_reason for o in out])
     if jump_forward:  # steps carry several tokens: use every step
         live = len(times)
+    cut = max_time is not None and wall >= max_time
+    if cut:  # stopped by the time cap: every step it made had all rows live
+        live = len(times)
     steps = [b - a for a, b in zip(times, times[1:live])]
     return {"steps": steps, "tokens": sum(len(o.token_ids) for o in out), "wall": wall,
-            "texts": [o.text for o in out]}
+            "texts": [o.text for o in out], "cut": cut}
 
 
 def speed(model: Any, tok: Any, rounds: int, max_new_tokens: int, batch_sizes: list[int],
-          only: set[str] | None, single_queries: int) -> tuple[str, list[str]]:
+          only: set[str] | None, single_queries: int, peer_time_cap: float) -> tuple[str, list[str]]:
     from octogram.grammars import load
     from octogram.octopus_models import OctopusGenerator
 
@@ -123,12 +129,18 @@ def speed(model: Any, tok: Any, rounds: int, max_new_tokens: int, batch_sizes: l
             queries_b = SPEED_QUERIES[:single_queries] if b == 1 else SPEED_QUERIES[:b]
             groups = [queries_b[i:i + b] for i in range(0, len(queries_b), b)]
             for path, name, grammar, jf in configs:
+                key = (b, path, name)
+                if any(run["cut"] for run in results.get(key, [])):
+                    continue  # too slow for the cap: measured once, not repeated
                 for queries in groups:
                     prompts = [gen.prompt(q, functions) for q in queries]
                     grammars = None if grammar is None else [grammar] * len(prompts)
                     make = factories.get(name) if path == "hf" else None
-                    res = _run(path, model, tok, prompts, grammars, max_new_tokens, make, jf)
-                    results.setdefault((b, path, name), []).append(res)
+                    cap = peer_time_cap if name in factories else None
+                    res = _run(path, model, tok, prompts, grammars, max_new_tokens, make, jf, cap)
+                    results.setdefault(key, []).append(res)
+                    if res["cut"]:
+                        break
                 print(f"round {r + 1}/{rounds} batch {b} {path:12s} {name}", file=sys.stderr,
                       flush=True)
 
@@ -145,13 +157,16 @@ def speed(model: Any, tok: Any, rounds: int, max_new_tokens: int, batch_sizes: l
             wall = sum(run["wall"] for run in runs)
             texts = [t for run in runs for t in run["texts"]]
             valid = sum(_is_call(t, functions) for t in texts)
+            cut = any(run["cut"] for run in runs)
             key = "engine" if path == "engine" else "hf"
             if name == "unconstrained":
                 base_ms[key] = ms
             over = "—" if name == "unconstrained" else f"{(ms / base_ms[key] - 1) * 100:+.1f}%"
             label = "Octogram engine" if path == "engine" else "HF generate"
+            valid_text = f"{valid}/{len(texts)}" if not cut else \
+                f"cut at {peer_time_cap:.0f} s after {len(steps) + 1} steps"
             lines.append(f"| {b} | {label} | {name} | {ms:.1f} | {over} | {tokens / wall:.1f} "
-                         f"| {valid}/{len(texts)} |")
+                         f"| {valid_text} |")
             table.append((b, label, name, ms, over, tokens / wall))
     setup_line = ", ".join(f"{k} {v:.2f} s" for k, v in setup.items())
     return "\n".join(lines), [setup_line]
@@ -238,6 +253,9 @@ def main() -> None:
     parser.add_argument("--validity-prompts", type=int, default=200)
     parser.add_argument("--validity-max-new-tokens", type=int, default=64)
     parser.add_argument("--skip-validity", action="store_true")
+    parser.add_argument("--peer-time-cap", type=float, default=120.0,
+                        help="seconds one peer generate call may take; a peer that hits it is "
+                             "measured on the steps it made and not run again")
     parser.add_argument("--peers", nargs="*", default=None,
                         help="only these peers (xgrammar transformers-cfg lm-format-enforcer)")
     args = parser.parse_args()
@@ -248,14 +266,14 @@ def main() -> None:
     warnings.simplefilter("ignore", GrammarWarning)
     if args.quick:
         args.rounds, args.max_new_tokens, args.validity_prompts = 1, 12, 8
-        args.single_queries = 2
+        args.single_queries, args.peer_time_cap = 2, 20.0
 
     from octogram.octopus_models import load_model
 
     model, tok = load_model()
     speed_table, notes = speed(model, tok, args.rounds, args.max_new_tokens, [1, 8],
                                set(args.peers) if args.peers is not None else None,
-                               args.single_queries)
+                               args.single_queries, args.peer_time_cap)
     print(speed_table)
     validity_table = "(not run)"
     if not args.skip_validity:
@@ -278,7 +296,8 @@ all six functions and `no_relevant_function` offered, one grammar), greedy, at m
 {args.max_new_tokens} new tokens, fp32, {args.rounds} interleaved rounds. Step latency is the
 median over the decode steps during which every row of the batch was still running (same batch
 shape in every configuration); the overhead compares it with the unconstrained run of the same
-path. Tokens/s end to end counts generated tokens over wall time including the prompt's prefill
+path. A peer's `generate` call is stopped after {args.peer_time_cap:.0f} s (`max_time`); one that
+hits the cap is measured on the steps it made and not run in later rounds. Tokens/s end to end counts generated tokens over wall time including the prompt's prefill
 (constrained rows stop at the end of the call, unconstrained ones run to the limit, so this
 column is not a like-for-like comparison). "Valid calls" = outputs `parse_call` accepts.
 Setup (grammar compile, or the peer's processor construction): {notes[0]}.

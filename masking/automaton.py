@@ -70,6 +70,22 @@ class DFA:
             self._pred = pred
         return self._pred
 
+    # the reading interface shared with `StackDFA` (whose rows are computed on demand)
+    def ensure(self, states) -> np.ndarray:
+        return self.trans
+
+    def row(self, s: int) -> np.ndarray:
+        return self.trans[s]
+
+    def allowed_bytes_of(self, s: int) -> list[int]:
+        return self.allowed_bytes()[s]
+
+    def successors_of(self, s: int) -> list[int]:
+        return self.successors()[s]
+
+    def used_bytes(self) -> np.ndarray:
+        return (self.trans != DEAD).any(axis=0)
+
     def accepts(self, data: bytes) -> bool:
         if self.is_empty:
             return False
@@ -117,6 +133,12 @@ class NFA:
             self.edges[cur].append((b, b, nxt))
             cur = nxt
         return start, cur
+
+    def fragment_symbol(self, symbol: int) -> tuple[int, int]:
+        """One edge labelled `symbol` (automata over rule symbols rather than bytes)."""
+        start, end = self.state(), self.state()
+        self.edges[start].append((symbol, symbol, end))
+        return start, end
 
     def fragment_codepoints(self, ranges) -> tuple[int, int]:
         start, end = self.state(), self.state()
@@ -292,40 +314,59 @@ def _weights(n: int) -> np.ndarray:
     return np.random.default_rng(12345).integers(1, 2**63, n, dtype=np.uint64) | np.uint64(1)
 
 
-_WEIGHTS = _weights(512)
-
-
-def _refine(sig: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, int]:
-    """Number the distinct rows of `sig`. A 64-bit hash does it fast; every class is then
-    checked against its first row, and a collision (never seen, but possible) falls back to
-    exact row keys, so the result is always exact."""
-    with np.errstate(over="ignore"):
-        h = (sig.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
-    _, first, new = np.unique(h, return_index=True, return_inverse=True)
-    new = new.reshape(-1)
-    if (sig == sig[first[new]]).all():
-        return new, len(first)
-    rows = np.ascontiguousarray(sig)
-    raw, width = rows.tobytes(), rows.shape[1] * rows.itemsize
-    ids: dict[bytes, int] = {}
-    exact = np.fromiter((ids.setdefault(raw[i:i + width], len(ids)) for i in range(0, len(raw), width)),
-                        np.int64, rows.shape[0])
-    return exact, len(ids)
+def _sparse_rows(table: np.ndarray, dead: int):
+    """The non-dead entries of each row, as flat arrays (owner row, column, target), with one
+    zero-weight placeholder per row so that every row has at least one entry."""
+    n, k = table.shape
+    owner, col = np.nonzero(table != dead)
+    target = table[owner, col]
+    # placeholders: column k (weight 0 below), target = dead
+    owner = np.concatenate([owner, np.arange(n)])
+    col = np.concatenate([col, np.full(n, k)])
+    target = np.concatenate([target, np.full(n, dead)])
+    order = np.lexsort((col, owner))
+    owner, col, target = owner[order], col[order], target[order]
+    starts = np.searchsorted(owner, np.arange(n))
+    return owner, col, target, starts
 
 
 def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -> DFA:
-    """Moore partition refinement on the class-compressed table, then trim and renumber BFS-first."""
+    """Moore partition refinement on the class-compressed table, then trim and renumber BFS-first.
+
+    Each round numbers states by (own class, classes of their successors). Rows are sparse (a
+    state continues on a few byte classes), so a round costs O(transitions): a 64-bit hash of each
+    row, summed per row, then an exact check of every state against its class's first state."""
     n, k = trans.shape
     if n == 0:
         return empty_dfa()
     dead = n
     table = np.vstack([np.where(trans < 0, dead, trans), np.full((1, k), dead, np.int32)])
+    owner, col, target, starts = _sparse_rows(table, dead)
+    lengths = np.diff(np.append(starts, len(owner)))
+    col_w = _weights(k + 2)
+    col_w[k] = 0  # the placeholder column
+    wcol = col_w[col]
+    own_w = col_w[k + 1]
     part = np.append(accepting, False).astype(np.int64)
     count = len(np.unique(part))
-    weights = _WEIGHTS[: k + 1] if k + 1 <= len(_WEIGHTS) else _weights(k + 1)
+    offset = np.arange(len(owner)) - starts[owner]
     while True:
-        sig = np.concatenate([part[:, None], part[table]], axis=1)
-        new, new_count = _refine(sig, weights)
+        with np.errstate(over="ignore"):
+            h = np.add.reduceat(wcol * (part[target].astype(np.uint64) + np.uint64(1)), starts)
+            h += own_w * part.astype(np.uint64)
+        _, first, new = np.unique(h, return_index=True, return_inverse=True)
+        new = new.reshape(-1)
+        rep = first[new]
+        # exact check: same class, same row length, same (column, successor class) entries
+        same = (part == part[rep]) & (lengths == lengths[rep])
+        partner = starts[rep[owner]] + offset
+        partner = np.minimum(partner, len(owner) - 1)
+        entry_ok = (col == col[partner]) & (part[target] == part[target[partner]])
+        same &= np.logical_and.reduceat(entry_ok, starts)
+        if not same.all():  # a hash collision (never seen, but possible): exact row keys
+            new, new_count = _exact_classes(part, table)
+        else:
+            new_count = len(first)
         part = new
         if new_count == count:
             break
@@ -356,6 +397,15 @@ def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -
     new_acc = accepting[reps]
     full = new_trans[:, byte_class]                # expand classes to 256 bytes
     return DFA(np.ascontiguousarray(full, dtype=np.int32), np.asarray(new_acc, bool))
+
+
+def _exact_classes(part: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, int]:
+    sig = np.ascontiguousarray(np.concatenate([part[:, None], part[table]], axis=1))
+    raw, width = sig.tobytes(), sig.shape[1] * sig.itemsize
+    ids: dict[bytes, int] = {}
+    exact = np.fromiter((ids.setdefault(raw[i:i + width], len(ids)) for i in range(0, len(raw), width)),
+                        np.int64, sig.shape[0])
+    return exact, len(ids)
 
 
 def regex_tree_to_dfa(tree, where: str = "regex") -> DFA:

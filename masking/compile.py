@@ -34,7 +34,8 @@ def compile_grammar(grammar: str, vocabulary, *, start: str = "start",
         if hit is not None:
             tables, trans, accepting = hit
             return TokenFSM.from_tables(tables, DFA(trans, accepting), index, eos, key=key)
-    compiled = compile_parsed(parsed, source_hash, start=start, max_recursion_depth=max_recursion_depth)
+    compiled = compile_parsed(parsed, source_hash, start=start, max_recursion_depth=max_recursion_depth,
+                              lazy=lazy)
     fsm = TokenFSM(compiled.dfa, index, eos, lazy=lazy, key=key)
     fsm.recursive_rules = compiled.recursive_rules
     if cache and not lazy:

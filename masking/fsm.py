@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 import torch
 
-from .automaton import DEAD, DFA
+from .automaton import DFA
 from .errors import GrammarCompileError
 from .token_fsm import RowStore, StateResult, cross_state, state_result
 from .vocab_index import VocabIndex
@@ -44,7 +44,7 @@ class TokenFSM:
         self._states: list[StateResult | None] = [None] * dfa.num_states
         self._exc_maps: list[dict | None] = [None] * dfa.num_states
         self._complete = False
-        used = np.flatnonzero((dfa.trans != DEAD).any(axis=0))
+        used = np.flatnonzero(dfa.used_bytes())
         self.spells_all_bytes = bool(index.single_byte[used].all())
         if not lazy or not self.spells_all_bytes:
             self.compile_all()
@@ -55,6 +55,8 @@ class TokenFSM:
         return len(self._states)
 
     def state(self, s: int) -> StateResult:
+        if s >= len(self._states):  # a lazily explored DFA grew
+            self._grow()
         got = self._states[s]
         if got is None:
             ids, nxt, loop_mask = cross_state(self.dfa, self.index, s)
@@ -79,6 +81,7 @@ class TokenFSM:
                 if t not in seen:
                     seen.add(t)
                     queue.append(t)
+        self._grow()
         self._prune_dead_ends(seen)
         for s in range(self.num_states):  # byte-reachable only: no token sequence gets there
             if self._states[s] is None:
@@ -121,6 +124,11 @@ class TokenFSM:
         for s in reachable - live:
             self._states[s] = state_result(s, np.zeros(0, np.int64), np.zeros(0, np.int64), None,
                                            False, [], self.vocab_size, self.words, self._rows)
+
+    def _grow(self) -> None:
+        extra = self.dfa.num_states - len(self._states)
+        self._states.extend([None] * extra)
+        self._exc_maps.extend([None] * extra)
 
     # -- queries -------------------------------------------------------------------------------
     def is_accepting(self, s: int) -> bool:
@@ -185,7 +193,7 @@ class TokenFSM:
             "trans_offsets": torch.from_numpy(offsets),
             "trans_tokens": torch.from_numpy(cat([r.exc_tokens for r in states]).astype(np.int32)),
             "trans_next": torch.from_numpy(cat([r.exc_next for r in states]).astype(np.int32)),
-            "accepting": torch.from_numpy(self.dfa.accepting.copy()),
+            "accepting": torch.from_numpy(self.dfa.accepting[:len(states)].copy()),
             "single_token": torch.tensor([r.single for r in states], dtype=torch.int32),
             "start_state": self.start_state,
             "vocab_size": self.vocab_size,

@@ -1,14 +1,16 @@
-"""A Lark grammar → one byte-level DFA of its character-level language.
+"""A Lark grammar → the byte-level DFA of its character-level language.
 
 Lark's own loader parses the grammar text (so `%import`, templates errors, line numbers and
-the grammar syntax are exactly Lark's). Rules and terminals then compile bottom-up: every
-terminal and every rule becomes a minimized DFA, memoized, and is embedded where it is used.
+the grammar syntax are exactly Lark's). Every terminal becomes a minimized byte DFA (regexes and
+literals memoized across compiles); every rule becomes a small minimized DFA over symbols
+(terminals and rule references). `stack_dfa.StackDFA` explores the byte DFA from these on demand;
+an eager compile explores it completely and minimizes it once.
 
 Semantics: the language is the set of strings that Lark's Earley parser with the complete dynamic
 lexer (`lexer="dynamic_complete"`) accepts — terminals are matched as whole regular expressions,
 `%ignore` terminals may appear before any terminal and at the end.
 
-Recursion is unrolled: a rule that heads a cycle of rule references (the first rule of the cycle
+Recursion is bounded: a rule that heads a cycle of rule references (the first rule of the cycle
 met from `start`, e.g. `value` in a JSON grammar) may nest at most `max_recursion_depth` times;
 deeper nesting is not part of the compiled language. If that leaves the start rule with no string
 at all, compiling fails with an error naming the recursive rules.
@@ -26,12 +28,13 @@ from lark.grammar import NonTerminal, Terminal
 from lark.load_grammar import PatternRE, PatternStr, _literal_to_pattern, load_grammar
 
 from .automaton import DFA, NFA, regex_tree_to_dfa
+from .stack_dfa import Grammar, RuleAutomaton, StackDFA
 from .errors import GrammarCompileError
 from .regex import literal as literal_tree
 from .regex import normalize, parse_regex
 
 DEFAULT_MAX_RECURSION_DEPTH = 5
-COMPILER_VERSION = "octogram-fsm-1"
+COMPILER_VERSION = "octogram-fsm-2"
 
 # Lark's common ESCAPED_STRING body is `.*?` followed by a lookbehind; as whole-string regexes
 # the two together mean "no unescaped quote, no newline", which is this:
@@ -41,7 +44,7 @@ _ESCAPED_STRING_BODY = r'(?:[^"\\\n]|\\[^\n])*'
 
 @dataclass
 class CompiledGrammar:
-    dfa: DFA
+    dfa: DFA | StackDFA
     source_hash: str  # the grammar text, its imports and the options, hashed
     recursive_rules: tuple[str, ...]
     truncated: bool  # True when the depth bound removed some deeper nesting
@@ -62,8 +65,11 @@ def compile_lark(text: str, *, start: str = "start", import_paths=(),
                           start=start, max_recursion_depth=max_recursion_depth)
 
 
-def compile_parsed(grammar, source_hash: str, *, start: str, max_recursion_depth: int) -> CompiledGrammar:
-    compiled = _Compiler(grammar, start, max_recursion_depth).run()
+def compile_parsed(grammar, source_hash: str, *, start: str, max_recursion_depth: int,
+                   lazy: bool = False) -> CompiledGrammar:
+    """`lazy=True` returns a `StackDFA` whose states are computed on use; otherwise the complete
+    minimized `DFA`."""
+    compiled = _Compiler(grammar, start, max_recursion_depth).run(lazy)
     compiled.source_hash = source_hash
     return compiled
 
@@ -103,11 +109,8 @@ class _Compiler:
         self.max_depth = max_depth
         if start not in self.rules:
             raise GrammarCompileError(f"no rule named {start!r} (the start rule)", where="grammar")
-        self.rule_memo: dict[tuple[str, int | None], DFA] = {}
         self.term_memo: dict[str, DFA] = {}
-        self.pattern_memo: dict[tuple, DFA] = {}
         self.term_stack: list[str] = []
-        self.truncated = False
         self._find_cycles()
         self.ignore_dfa = None
         if self.ignore:
@@ -117,6 +120,9 @@ class _Compiler:
             nfa = NFA()
             frag = nfa.union([nfa.embed(self.terminal(n)) for n in self.ignore])
             self.ignore_dfa = nfa.to_dfa(nfa.star(frag))
+        self.rule_ids: dict[str, int] = {}
+        self.leaves: list[DFA] = []
+        self.leaf_ids: dict[tuple, int] = {}
 
     # -- recursion structure -------------------------------------------------------------------
     def _refs(self, tree) -> set[str]:
@@ -134,12 +140,14 @@ class _Compiler:
         return out
 
     def _find_cycles(self) -> None:
-        """Heads of cycles: targets of back edges in a DFS from the start rule."""
+        """Heads of cycles: targets of back edges in a DFS from the start rule. Every cycle of
+        rule references enters a head, so bounding how often heads nest bounds the recursion."""
         self.refs = {name: self._refs(tree) for name, tree in self.rules.items()}
         self.heads: set[str] = set()
         state: dict[str, int] = {}  # 1 = on stack, 2 = done
         stack = [(self.start, iter(sorted(self.refs[self.start])))]
         state[self.start] = 1
+        self.reachable = [self.start]
         while stack:
             name, children = stack[-1]
             child = next(children, None)
@@ -151,41 +159,96 @@ class _Compiler:
                 self.heads.add(child)
             elif child not in state:
                 state[child] = 1
+                self.reachable.append(child)
                 stack.append((child, iter(sorted(self.refs[child]))))
-        # rules whose DFA depends on the remaining depth: those that reach a head
-        self.depth_dependent: set[str] = set()
-        changed = True
-        while changed:
-            changed = False
-            for name, refs in self.refs.items():
-                if name not in self.depth_dependent and (refs & self.heads or refs & self.depth_dependent):
-                    self.depth_dependent.add(name)
-                    changed = True
-        self.depth_dependent |= self.heads
 
     # -- compile -------------------------------------------------------------------------------
-    def run(self) -> CompiledGrammar:
-        dfa = self.rule(self.start, self.max_depth)
-        if self.ignore_dfa is not None:
-            nfa = NFA()
-            dfa = nfa.to_dfa(nfa.concat([nfa.embed(dfa), nfa.embed(self.ignore_dfa)]))
-        if dfa.is_empty:
+    def run(self, lazy: bool = False) -> CompiledGrammar:
+        self.rule_ids = {name: i for i, name in enumerate(self.reachable)}
+        automata = [self.rule_automaton(name) for name in self.reachable]
+        # ignored text may also follow the start rule
+        grammar = Grammar(automata, list(self.reachable), self.leaves,
+                          {self.rule_ids[h] for h in self.heads}, 0, self.max_depth, self.ignore_dfa)
+        if not grammar.productive(0, grammar.max_depth):
             if self.heads:
                 raise GrammarCompileError(
                     f"no string remains within max_recursion_depth={self.max_depth} "
                     f"(recursive rules: {', '.join(sorted(self.heads))}); raise the depth",
                     where=f"rule {self.start}")
             raise GrammarCompileError("the grammar accepts no string", where=f"rule {self.start}")
-        return CompiledGrammar(dfa, "", tuple(sorted(self.heads)), self.truncated)
+        dfa = StackDFA(grammar)
+        if not lazy:
+            dfa = dfa.explore()
+        return CompiledGrammar(dfa, "", tuple(sorted(self.heads)), grammar.truncated)
 
-    def rule(self, name: str, depth: int) -> DFA:
-        key = (name, depth if name in self.depth_dependent else None)
-        got = self.rule_memo.get(key)
+    def rule_automaton(self, name: str) -> RuleAutomaton:
+        nfa = NFA()
+        return symbol_dfa(nfa, self.rule_fragment(nfa, self.rules[name], name))
+
+    def leaf(self, key: tuple, make) -> int:
+        """The id of a terminal occurrence's byte DFA (ignored text may precede it)."""
+        got = self.leaf_ids.get(key)
         if got is None:
-            nfa = NFA()
-            got = nfa.to_dfa(self.fragment(nfa, self.rules[name], depth, in_rule=name))
-            self.rule_memo[key] = got
+            dfa = make()
+            if self.ignore_dfa is not None:
+                nfa = NFA()
+                dfa = nfa.to_dfa(nfa.concat([nfa.embed(self.ignore_dfa), nfa.embed(dfa)]))
+            got = len(self.leaves)
+            self.leaves.append(dfa)
+            self.leaf_ids[key] = got
         return got
+
+    def rule_fragment(self, nfa: NFA, node, rule: str):
+        """A rule body as an NFA over symbols: leaf ids and ~rule ids."""
+        where = f"rule {rule}"
+        if isinstance(node, NonTerminal):
+            return nfa.fragment_symbol(~self.rule_ids[node.name])
+        if isinstance(node, Terminal):
+            return nfa.fragment_symbol(self.leaf(("terminal", node.name),
+                                                 lambda: self.terminal(node.name)))
+        if not isinstance(node, Tree):
+            raise GrammarCompileError(f"unexpected grammar element {node!r}", where=where)
+        kind = node.data
+        kids = node.children
+        if kind == "expansions":
+            return nfa.union([self.rule_fragment(nfa, k, rule) for k in kids])
+        if kind == "expansion":
+            if self._is_lark_string_inner(kids):
+                return nfa.fragment_symbol(self.leaf(("escaped-string-body",), _escaped_string_body))
+            return nfa.concat([self.rule_fragment(nfa, k, rule) for k in kids])
+        if kind in ("alias", "value"):
+            return self.rule_fragment(nfa, kids[0], rule)
+        if kind == "maybe":
+            return nfa.optional(self.rule_fragment(nfa, kids[0], rule))
+        if kind == "literal":
+            token = kids[0]
+            return nfa.fragment_symbol(self.leaf(("literal", token.type, token.value),
+                                                 lambda: self.pattern(token, where)))
+        if kind == "range":
+            lo, hi = (_literal_to_pattern(k).value for k in kids)
+            return nfa.fragment_symbol(self.leaf(("range", lo, hi), lambda: _range_dfa(lo, hi, where)))
+        if kind == "expr":
+            lo, hi = self._repetition(kids, where)
+            return nfa.repeat(lambda: self.rule_fragment(nfa, kids[0], rule), lo, hi)
+        if kind == "template_usage":
+            raise GrammarCompileError("rule templates are not supported", where=where)
+        raise GrammarCompileError(f"unsupported grammar construct {kind!r}", where=where)
+
+    @staticmethod
+    def _repetition(kids, where: str) -> tuple[int, int | None]:
+        op = kids[1]
+        if op.type == "OP":
+            return {"?": (0, 1), "*": (0, None), "+": (1, None)}[op.value]
+        if op.type == "TILDE":
+            lo = int(kids[2])
+            hi = int(kids[3]) if len(kids) > 3 else lo
+            if hi < lo:
+                raise GrammarCompileError(f"bad repetition ~ {lo}..{hi}", where=where)
+            if hi > 10_000:
+                raise GrammarCompileError(f"repetition ~ {lo}..{hi} is too large to unroll",
+                                          where=where)
+            return lo, hi
+        raise GrammarCompileError(f"unsupported operator {op.value!r}", where=where)
 
     def terminal(self, name: str) -> DFA:
         got = self.term_memo.get(name)
@@ -196,7 +259,7 @@ class _Compiler:
                 raise GrammarCompileError("terminals cannot be recursive", where=f"terminal {name}")
             self.term_stack.append(name)
             nfa = NFA()
-            got = nfa.to_dfa(self.fragment(nfa, self.terms[name], 0, in_rule=None, term=name))
+            got = nfa.to_dfa(self.fragment(nfa, self.terms[name], name))
             self.term_stack.pop()
             self.term_memo[name] = got
         return got
@@ -207,7 +270,7 @@ class _Compiler:
         except (LarkGrammarError, LarkError) as exc:
             raise GrammarCompileError(str(exc), where=where) from None
         key = (type(pat).__name__, pat.value, tuple(sorted(pat.flags)))
-        got = self.pattern_memo.get(key)
+        got = _PATTERN_MEMO.get(key)
         if got is None:
             if isinstance(pat, PatternStr):
                 tree = literal_tree(pat.value, ignore_case="i" in pat.flags)
@@ -215,74 +278,40 @@ class _Compiler:
                 assert isinstance(pat, PatternRE)
                 tree = parse_regex(pat.value, "".join(sorted(pat.flags)), where=f"{where}, {token.value}")
             got = regex_tree_to_dfa(tree, where=where)
-            self.pattern_memo[key] = got
+            if len(_PATTERN_MEMO) >= _PATTERN_MEMO_SIZE:
+                _PATTERN_MEMO.pop(next(iter(_PATTERN_MEMO)))
+            _PATTERN_MEMO[key] = got
         return got
 
-    def _embed_token(self, nfa: NFA, dfa: DFA, in_rule: str | None):
-        """A terminal occurrence inside a rule; ignored terminals may precede it."""
-        frag = nfa.embed(dfa)
-        if in_rule is not None and self.ignore_dfa is not None:
-            frag = nfa.concat([nfa.embed(self.ignore_dfa), frag])
-        return frag
-
-    def fragment(self, nfa: NFA, node, depth: int, in_rule: str | None, term: str | None = None):
-        where = f"rule {in_rule}" if in_rule else f"terminal {term}"
+    def fragment(self, nfa: NFA, node, term: str):
+        """A terminal's definition as a byte NFA (terminals are regular: no rules inside)."""
+        where = f"terminal {term}"
         if isinstance(node, NonTerminal):
-            if in_rule is None:
-                raise GrammarCompileError("a terminal cannot use a rule", where=where)
-            child_depth = depth
-            if node.name in self.heads:
-                if depth == 0:
-                    self.truncated = True
-                    return nfa.fragment_nothing()
-                child_depth = depth - 1
-            return nfa.embed(self.rule(node.name, child_depth))
+            raise GrammarCompileError("a terminal cannot use a rule", where=where)
         if isinstance(node, Terminal):
-            return self._embed_token(nfa, self.terminal(node.name), in_rule)
+            return nfa.embed(self.terminal(node.name))
         if not isinstance(node, Tree):
             raise GrammarCompileError(f"unexpected grammar element {node!r}", where=where)
         kind = node.data
         kids = node.children
         if kind == "expansions":
-            return nfa.union([self.fragment(nfa, k, depth, in_rule, term) for k in kids])
+            return nfa.union([self.fragment(nfa, k, term) for k in kids])
         if kind == "expansion":
             if self._is_lark_string_inner(kids):
-                return nfa.embed(regex_tree_to_dfa(parse_regex(_ESCAPED_STRING_BODY)))
-            return nfa.concat([self.fragment(nfa, k, depth, in_rule, term) for k in kids])
-        if kind == "alias":
-            return self.fragment(nfa, kids[0], depth, in_rule, term)
-        if kind == "value":
-            return self.fragment(nfa, kids[0], depth, in_rule, term)
+                return nfa.embed(_escaped_string_body())
+            return nfa.concat([self.fragment(nfa, k, term) for k in kids])
+        if kind in ("alias", "value"):
+            return self.fragment(nfa, kids[0], term)
         if kind == "maybe":
-            return nfa.optional(self.fragment(nfa, kids[0], depth, in_rule, term))
+            return nfa.optional(self.fragment(nfa, kids[0], term))
         if kind == "literal":
-            return self._embed_token(nfa, self.pattern(kids[0], where), in_rule)
+            return nfa.embed(self.pattern(kids[0], where))
         if kind == "range":
             lo, hi = (_literal_to_pattern(k).value for k in kids)
-            if len(lo) != 1 or len(hi) != 1:
-                raise GrammarCompileError("a range needs single characters", where=where)
-            sub = NFA()
-            dfa = sub.to_dfa(sub.fragment_codepoints(normalize([(ord(lo), ord(hi))])))
-            return self._embed_token(nfa, dfa, in_rule)
+            return nfa.embed(_range_dfa(lo, hi, where))
         if kind == "expr":
-            inner = kids[0]
-            op = kids[1]
-            make = lambda: self.fragment(nfa, inner, depth, in_rule, term)  # noqa: E731
-            if op.type == "OP":
-                lo, hi = {"?": (0, 1), "*": (0, None), "+": (1, None)}[op.value]
-            elif op.type == "TILDE":
-                lo = int(kids[2])
-                hi = int(kids[3]) if len(kids) > 3 else lo
-                if hi < lo:
-                    raise GrammarCompileError(f"bad repetition ~ {lo}..{hi}", where=where)
-                if hi > 10_000:
-                    raise GrammarCompileError(f"repetition ~ {lo}..{hi} is too large to unroll",
-                                              where=where)
-            else:
-                raise GrammarCompileError(f"unsupported operator {op.value!r}", where=where)
-            return nfa.repeat(make, lo, hi)
-        if kind == "template_usage":
-            raise GrammarCompileError("rule templates are not supported", where=where)
+            lo, hi = self._repetition(kids, where)
+            return nfa.repeat(lambda: self.fragment(nfa, kids[0], term), lo, hi)
         raise GrammarCompileError(f"unsupported grammar construct {kind!r}", where=where)
 
     @staticmethod
@@ -296,3 +325,85 @@ class _Compiler:
 
     def _is_lark_string_inner(self, kids) -> bool:
         return len(kids) == 2 and tuple(self._single_literal(k) for k in kids) == _LARK_STRING_INNER
+
+
+# compiled regexes and literals, shared by every compile in the process (STRING, INT, names...)
+_PATTERN_MEMO: dict[tuple, DFA] = {}
+_PATTERN_MEMO_SIZE = 4096
+
+
+def _escaped_string_body() -> DFA:
+    return regex_tree_to_dfa(parse_regex(_ESCAPED_STRING_BODY))
+
+
+def _range_dfa(lo: str, hi: str, where: str) -> DFA:
+    if len(lo) != 1 or len(hi) != 1:
+        raise GrammarCompileError("a range needs single characters", where=where)
+    nfa = NFA()
+    return nfa.to_dfa(nfa.fragment_codepoints(normalize([(ord(lo), ord(hi))])))
+
+
+def symbol_dfa(nfa: NFA, frag: tuple[int, int]) -> RuleAutomaton:
+    """Determinize and minimize an NFA whose edges carry one symbol each (lo == hi)."""
+    start, end = frag
+    eps = nfa.eps
+    memo: dict[int, frozenset] = {}
+
+    def closure_of(s: int) -> frozenset:
+        got = memo.get(s)
+        if got is None:
+            seen, todo = {s}, [s]
+            while todo:
+                for y in eps[todo.pop()]:
+                    if y not in seen:
+                        seen.add(y)
+                        todo.append(y)
+            got = frozenset(x for x in seen if nfa.edges[x] or x == end)
+            memo[s] = got
+        return got
+
+    first = closure_of(start)
+    index, sets, edges = {first: 0}, [first], []
+    i = 0
+    while i < len(sets):
+        moves: dict[int, set] = {}
+        for s in sets[i]:
+            for sym, _, t in nfa.edges[s]:
+                moves.setdefault(sym, set()).add(t)
+        i += 1
+        row = []
+        for sym in sorted(moves):
+            target = frozenset().union(*(closure_of(t) for t in moves[sym]))
+            d = index.get(target)
+            if d is None:
+                d = index[target] = len(sets)
+                sets.append(target)
+            row.append((sym, d))
+        edges.append(row)
+    accepting = [end in s for s in sets]
+    # Moore refinement: states with equal futures merge (shared suffixes of alternatives)
+    part = [int(a) for a in accepting]
+    count = len(set(part))
+    while True:
+        sigs: dict[tuple, int] = {}
+        new = [sigs.setdefault((part[s], tuple((sym, part[t]) for sym, t in edges[s])), len(sigs))
+               for s in range(len(sets))]
+        part = new
+        if len(sigs) == count:
+            break
+        count = len(sigs)
+    order = {part[0]: 0}
+    queue = [0]
+    rep: dict[int, int] = {}
+    for s in range(len(sets)):
+        rep.setdefault(part[s], s)
+    qi = 0
+    while qi < len(queue):
+        s = queue[qi]
+        qi += 1
+        for _, t in edges[s]:
+            if part[t] not in order:
+                order[part[t]] = len(queue)
+                queue.append(rep[part[t]])
+    return RuleAutomaton([[(sym, order[part[t]]) for sym, t in edges[s]] for s in queue],
+                         [accepting[s] for s in queue])

@@ -37,7 +37,7 @@ class StateResult:
         self.single = single          # the only allowed token, or -1
 
 
-def _walk(index: VocabIndex, trans: np.ndarray, pos_sorted: np.ndarray, depth: np.ndarray,
+def _walk(index: VocabIndex, dfa: DFA, pos_sorted: np.ndarray, depth: np.ndarray,
           states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Advance tokens (by sorted position) from `depth` bytes in, at DFA `states`, to their ends.
     Returns the sorted positions that survive and their final states."""
@@ -52,6 +52,7 @@ def _walk(index: VocabIndex, trans: np.ndarray, pos_sorted: np.ndarray, depth: n
             pos_sorted, depth, states = pos_sorted[keep], depth[keep], states[keep]
             if not pos_sorted.size:
                 break
+        trans = dfa.ensure(states)
         states = trans[states, buf[start[pos_sorted] + depth]]
         alive = states != DEAD
         pos_sorted, depth, states = pos_sorted[alive], depth[alive] + 1, states[alive]
@@ -77,8 +78,7 @@ def _ranges_to_positions(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np
 def cross_state(dfa: DFA, index: VocabIndex, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The allowed tokens of DFA state `s`: (token ids, next states) for walked tokens, and a
     bool mask over the vocabulary of tokens that loop back to `s` (or None)."""
-    trans = dfa.trans
-    row = trans[s]
+    row = dfa.row(s)
     first = np.flatnonzero(row != DEAD)
     if first.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), None
@@ -91,9 +91,9 @@ def cross_state(dfa: DFA, index: VocabIndex, s: int) -> tuple[np.ndarray, np.nda
         leaving = np.flatnonzero(exit_rel >= 0)
         if leaving.size:
             before = members[exit_rel[leaving]]
-            states = trans[before, index.buf[index.start[leaving] + exit_pos[leaving]]]
+            states = dfa.ensure(before)[before, index.buf[index.start[leaving] + exit_pos[leaving]]]
             alive = states != DEAD
-            pos, st = _walk(index, trans, leaving[alive], exit_pos[leaving][alive] + 1, states[alive])
+            pos, st = _walk(index, dfa, leaving[alive], exit_pos[leaving][alive] + 1, states[alive])
         else:
             pos, st = leaving, leaving
         pos = np.concatenate([ends_inside, pos])
@@ -111,14 +111,13 @@ _DESCEND_MAX_BRANCH = 4
 def _descend(index: VocabIndex, dfa: DFA, s: int, first: np.ndarray):
     """Split the sorted vocabulary by the bytes the DFA allows, as a trie descent by binary
     search, while few bytes are allowed (literal text: names, punctuation); walk the ranges left."""
-    trans = dfa.trans
     toks, lengths = index.sorted_tokens, index.length_list
-    allowed_bytes = dfa.allowed_bytes()
     bounds = index.pair_bounds
     done_pos: list[int] = []
     done_state: list[int] = []
     walk_lo, walk_hi, walk_depth, walk_state = [], [], [], []
-    stack = [(int(trans[s, b]), bytes((b,)), int(bounds[b * 257]), int(bounds[(b + 1) * 257]))
+    row = dfa.row(s)
+    stack = [(int(row[b]), bytes((b,)), int(bounds[b * 257]), int(bounds[(b + 1) * 257]))
              for b in first.tolist()]
     while stack:
         q, prefix, lo, hi = stack.pop()
@@ -131,14 +130,14 @@ def _descend(index: VocabIndex, dfa: DFA, s: int, first: np.ndarray):
             lo += 1
         if lo >= hi:
             continue
-        nxt_bytes = allowed_bytes[q]
+        nxt_bytes = dfa.allowed_bytes_of(q)
         if hi - lo <= _WALK_RANGE or len(nxt_bytes) > _DESCEND_MAX_BRANCH:
             walk_lo.append(lo)
             walk_hi.append(hi)
             walk_depth.append(d)
             walk_state.append(q)
             continue
-        row = trans[q]
+        row = dfa.row(q)
         for b in nxt_bytes:
             p2 = prefix + bytes((b,))
             l2 = bisect_left(toks, p2, lo, hi)
@@ -150,7 +149,7 @@ def _descend(index: VocabIndex, dfa: DFA, s: int, first: np.ndarray):
     if walk_lo:
         lo_a, hi_a = np.asarray(walk_lo, np.int64), np.asarray(walk_hi, np.int64)
         pos, which = _ranges_to_positions(lo_a, hi_a)
-        pos_w, st_w = _walk(index, trans, pos, np.asarray(walk_depth, np.int64)[which],
+        pos_w, st_w = _walk(index, dfa, pos, np.asarray(walk_depth, np.int64)[which],
                             np.asarray(walk_state, np.int64)[which])
     pos = np.concatenate([np.asarray(done_pos, np.int64), pos_w])
     st = np.concatenate([np.asarray(done_state, np.int64), st_w])
@@ -166,17 +165,35 @@ _COMPONENT_MIN_CANDIDATES = 20_000
 _COMPONENT_MIN_BYTES = 8  # ... and this many of its bytes stay in its loop component
 
 
-def _within(neighbours: list[list[int]], s: int, radius: int) -> set[int]:
-    seen, frontier = {s}, [s]
+def _near(dfa: DFA, s: int, radius: int) -> set[int]:
+    """States within `radius` bytes of `s` both ways. A path of length <= radius from x back to s
+    only visits states within 2 * radius - 1 of s, so the backward search needs no more of the
+    DFA than that forward ball (a `StackDFA` computes only those rows)."""
+    dist, frontier, edges = {s: 0}, [s], {}
+    for d in range(1, 2 * radius):
+        nxt = []
+        for x in frontier:
+            targets = dfa.successors_of(x)
+            edges[x] = targets
+            for t in targets:
+                if t not in dist:
+                    dist[t] = d
+                    nxt.append(t)
+        frontier = nxt
+    preds: dict[int, list[int]] = {}
+    for x, targets in edges.items():
+        for t in targets:
+            preds.setdefault(t, []).append(x)
+    back, frontier = {s}, [s]
     for _ in range(radius):
         nxt = []
         for x in frontier:
-            for t in neighbours[x]:
-                if t not in seen:
-                    seen.add(t)
-                    nxt.append(t)
+            for p in preds.get(x, ()):
+                if p not in back:
+                    back.add(p)
+                    nxt.append(p)
         frontier = nxt
-    return seen
+    return {x for x in back if dist.get(x, radius + 1) <= radius}
 
 
 def loop_component(dfa: DFA, s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,20 +201,22 @@ def loop_component(dfa: DFA, s: int) -> tuple[np.ndarray, np.ndarray]:
     the component's own table: `rel[i, b]` is the component index of the next state, or -1 where
     byte b leaves the component. Components of the same shape (the string bodies of different
     arguments) get byte-identical tables, so their token walks are computed once."""
-    near = _within(dfa.successors(), s, _LOOP_RADIUS) & _within(dfa.predecessors(), s, _LOOP_RADIUS)
+    near = _near(dfa, s, _LOOP_RADIUS)
     order, seen, qi = [s], {s}, 0
     while qi < len(order):
-        row = dfa.trans[order[qi]]
+        row = dfa.row(order[qi])
         qi += 1
         for t in row.tolist():
             if t in near and t not in seen:
                 seen.add(t)
                 order.append(t)
     members = np.asarray(order, np.int64)
-    lookup = np.full(dfa.num_states + 1, -1, np.int64)
-    lookup[members] = np.arange(len(members))
-    rel = lookup[dfa.trans[members]]  # DEAD (-1) indexes the extra slot, which stays -1
-    return members, np.ascontiguousarray(rel, dtype=np.int64)
+    table = dfa.ensure(members)[members]
+    # component index of every target (-1 outside it), without a table as large as the DFA
+    sorter = np.argsort(members)
+    pos = np.minimum(np.searchsorted(members, table, sorter=sorter), len(members) - 1)
+    rel = np.where(members[sorter[pos]] == table, sorter[pos], -1).astype(np.int64)
+    return members, np.ascontiguousarray(rel)
 
 
 class RowStore:

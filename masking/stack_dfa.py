@@ -1,0 +1,362 @@
+"""The grammar's byte DFA, built on demand.
+
+A grammar is a set of rules, each a small DFA over symbols (terminals and rule references), and a
+set of terminals, each a byte DFA. A position in the grammar is a configuration: a terminal, the
+state inside its byte DFA, and the call stack of rule positions to return to when the terminal
+ends (a continuation, interned to an int). A state of the byte DFA is a set of configurations plus
+whether the whole grammar may end here; its transitions are computed on first use (subset
+construction), so the first mask of a large grammar only pays for the states it touches.
+
+Recursion is bounded by counting: every continuation carries how many more times a recursive rule
+(a cycle head) may be entered. Continuations whose rule position has nothing left to do are
+skipped (tail calls), so the states of shared rule suffixes coincide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .automaton import DEAD, DFA, minimize
+from .errors import GrammarCompileError
+
+ROOT = -1  # the continuation after the start rule: the grammar may end
+_WEIGHTS = np.random.default_rng(2024).integers(1, 2**63, 4096, dtype=np.uint64) | np.uint64(1)
+
+
+@dataclass
+class RuleAutomaton:
+    """A rule's body as a DFA over symbols: leaf id (>= 0, a byte DFA) or ~rule index (< 0)."""
+
+    edges: list[list[tuple[int, int]]]  # per state: (symbol, target state); start is state 0
+    accepting: list[bool]
+
+
+class Grammar:
+    """What `StackDFA` explores: the rules joined into one minimized automaton over symbols (so
+    equal suffixes of different rules are one state), leaf byte DFAs, recursion bounds."""
+
+    def __init__(self, rules: list[RuleAutomaton], rule_names: list[str], leaves: list[DFA],
+                 heads: set[int], start: int, max_depth: int, tail: DFA | None):
+        self.rule_names = rule_names
+        self.leaves = leaves
+        self.heads = heads
+        self.start = start
+        self.max_depth = max_depth if heads else 0  # depth only changes where a head is entered
+        self.tail = tail  # ignored text allowed after the start rule
+        self.edges, self.accepting, self.rule_start = _join(rules)
+        self._live: dict[int, list[bool]] = {}
+        self.truncated = False
+
+    def child_depth(self, rule: int, depth: int) -> int:
+        return depth - 1 if rule in self.heads else depth
+
+    def productive(self, rule: int, depth: int) -> bool:
+        return depth >= 0 and self.live(depth)[self.rule_start[rule]]
+
+    def usable(self, symbol: int, depth: int) -> bool:
+        if symbol >= 0:
+            return not self.leaves[symbol].is_empty
+        d = self.child_depth(~symbol, depth)
+        if d < 0:
+            self.truncated = True
+        return self.productive(~symbol, d)
+
+    def live(self, depth: int) -> list[bool]:
+        """Per joint state: can its rule still end from there, `depth` head entries left?"""
+        got = self._live.get(depth)
+        if got is not None:
+            return got
+        n = len(self.edges)
+        lower = self.live(depth - 1) if depth > 0 and self.heads else None
+        preds: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        waiting: dict[int, list[tuple[int, int]]] = {}  # rule -> edges (q, t) labelled with it
+        for q, edges in enumerate(self.edges):
+            for sym, t in edges:
+                preds[t].append((sym, q))
+        live = list(self.accepting)
+        todo = [q for q in range(n) if live[q]]
+        while todo:
+            t = todo.pop()
+            for r, start in self._starts_at(t):
+                if r not in self.heads:  # a rule of this depth became able to end
+                    for q in waiting.pop(r, ()):
+                        if not live[q]:
+                            live[q] = True
+                            todo.append(q)
+            for sym, q in preds[t]:
+                if live[q]:
+                    continue
+                if sym >= 0:
+                    ok = not self.leaves[sym].is_empty
+                elif ~sym in self.heads:
+                    ok = lower is not None and lower[self.rule_start[~sym]]
+                else:
+                    ok = live[self.rule_start[~sym]]
+                    if not ok:
+                        waiting.setdefault(~sym, []).append(q)
+                if ok:
+                    live[q] = True
+                    todo.append(q)
+        self._live[depth] = live
+        return live
+
+    def _starts_at(self, state: int) -> list[tuple[int, int]]:
+        if not hasattr(self, "_start_of"):
+            self._start_of: dict[int, list[tuple[int, int]]] = {}
+            for r, st in enumerate(self.rule_start):
+                self._start_of.setdefault(st, []).append((r, st))
+        return self._start_of.get(state, [])
+
+    def used_bytes(self) -> np.ndarray:
+        used = np.zeros(256, bool)
+        for leaf in self.leaves + ([self.tail] if self.tail is not None else []):
+            if not leaf.is_empty:
+                used |= (leaf.trans != DEAD).any(axis=0)
+        return used
+
+
+def _join(rules: list[RuleAutomaton]):
+    """All rule automata as one minimized automaton over symbols: (edges, accepting, the state
+    each rule starts at). Moore refinement; rules are small, so plain dicts do."""
+    offsets, edges, accepting = [], [], []
+    for ra in rules:
+        offsets.append(len(edges))
+        base = offsets[-1]
+        edges.extend([(sym, base + t) for sym, t in row] for row in ra.edges)
+        accepting.extend(ra.accepting)
+    part = [int(a) for a in accepting]
+    count = len(set(part))
+    while True:
+        sigs: dict[tuple, int] = {}
+        part = [sigs.setdefault((part[q], tuple((sym, part[t]) for sym, t in row)), len(sigs))
+                for q, row in enumerate(edges)]
+        if len(sigs) == count:
+            break
+        count = len(sigs)
+    rep: dict[int, int] = {}
+    for q in range(len(edges)):
+        rep.setdefault(part[q], q)
+    joint_edges = [[(sym, part[t]) for sym, t in edges[rep[c]]] for c in range(count)]
+    joint_acc = [accepting[rep[c]] for c in range(count)]
+    return joint_edges, joint_acc, [part[o] for o in offsets]
+
+
+class StackDFA:
+    """A DFA over bytes whose states are computed as they are reached.
+
+    Same reading interface as `DFA` for the token crossing: `ensure(states)` returns the
+    transition table with those rows filled in, `accepting[s]` is known for every created state.
+    State 0 is the start; every state can reach an accepting state."""
+
+    def __init__(self, grammar: Grammar, max_states: int = 1_000_000):
+        self.g = grammar
+        self.max_states = max_states
+        self._conts: list[tuple[int, int, int]] = []  # (joint rule state, depth, parent)
+        self._cont_ids: dict[tuple[int, int, int], int] = {}
+        self._closures: dict[int, tuple[frozenset, bool]] = {}
+        self._sets: list[tuple] = []
+        self._set_ids: dict[tuple, int] = {}
+        self._trans = np.full((64, 256), DEAD, np.int32)
+        self._acc = np.zeros(64, bool)
+        self._expanded = np.zeros(64, bool)
+        self._tail_leaf = len(grammar.leaves)  # leaf id of the ignored tail, when there is one
+        self._leaf_trans = [leaf.trans for leaf in grammar.leaves]
+        self._leaf_acc = [leaf.accepting for leaf in grammar.leaves]
+        if grammar.tail is not None:
+            self._leaf_trans.append(grammar.tail.trans)
+            self._leaf_acc.append(grammar.tail.accepting)
+        self._allowed: dict[int, list[int]] = {}
+        self._class_memo: dict[tuple, tuple] = {}
+        self._succ: dict[int, list[int]] = {}
+        start = self._cont(grammar.rule_start[grammar.start], grammar.max_depth, ROOT)
+        leaves, accept = self._closure(start)
+        self._state_of(leaves, accept)
+
+    # -- configurations ------------------------------------------------------------------------
+    def _cont(self, q: int, depth: int, parent: int) -> int:
+        g = self.g
+        if not g.edges[q] and g.accepting[q]:
+            return parent  # nothing left to do in this rule: return straight to the caller
+        key = (q, depth, parent)
+        got = self._cont_ids.get(key)
+        if got is None:
+            got = len(self._conts)
+            self._conts.append(key)
+            self._cont_ids[key] = got
+        return got
+
+    def _closure(self, cont: int) -> tuple[frozenset, bool]:
+        """The configurations reachable from a continuation without reading a byte."""
+        got = self._closures.get(cont)
+        if got is not None:
+            return got
+        g = self.g
+        leaves: set = set()
+        accept = False
+        seen, todo = {cont}, [cont]
+        while todo:
+            c = todo.pop()
+            if c == ROOT:
+                accept = True
+                if g.tail is not None:
+                    leaves.add((self._tail_leaf, 0, ROOT))
+                continue
+            q, depth, parent = self._conts[c]
+            nxt = []
+            if g.accepting[q]:
+                nxt.append(parent)
+            live = g.live(depth)
+            for sym, q2 in g.edges[q]:
+                if not live[q2] or not g.usable(sym, depth):
+                    continue
+                c2 = self._cont(q2, depth, parent)
+                if sym >= 0:
+                    leaves.add((sym, 0, c2))
+                    if self._leaf_acc[sym][0]:
+                        nxt.append(c2)
+                else:
+                    sub = ~sym
+                    nxt.append(self._cont(g.rule_start[sub], g.child_depth(sub, depth), c2))
+            for n in nxt:
+                if n not in seen:
+                    seen.add(n)
+                    todo.append(n)
+        got = (frozenset(leaves), accept)
+        self._closures[cont] = got
+        return got
+
+    def _state_of(self, leaves: frozenset, accept: bool) -> int:
+        key = (leaves, accept)
+        got = self._set_ids.get(key)
+        if got is None:
+            got = len(self._sets)
+            if got >= self.max_states:
+                raise GrammarCompileError(
+                    f"the DFA grew past {self.max_states} states; bound the repetitions or the "
+                    "recursion depth of the grammar")
+            if got >= self._trans.shape[0]:
+                grow = self._trans.shape[0]
+                self._trans = np.vstack([self._trans, np.full((grow, 256), DEAD, np.int32)])
+                self._acc = np.concatenate([self._acc, np.zeros(grow, bool)])
+                self._expanded = np.concatenate([self._expanded, np.zeros(grow, bool)])
+            self._sets.append(tuple(leaves))
+            self._set_ids[key] = got
+            self._acc[got] = accept
+        return got
+
+    def _byte_classes(self, leaves: tuple) -> tuple[np.ndarray, list[list[int]]]:
+        """For the leaves' DFA states: which bytes move them alike (class per byte) and, per
+        class, each leaf's next state. Memoized: many sets differ only in continuations."""
+        key = tuple((leaf, q) for leaf, q, _ in leaves)
+        got = self._class_memo.get(key)
+        if got is None:
+            rows = np.stack([self._leaf_trans[leaf][q] for leaf, q in key])  # (n, 256)
+            n = rows.shape[0]
+            if n == 1:
+                keys = rows[0]
+            else:
+                w = _WEIGHTS[:n, None] if n <= len(_WEIGHTS) else np.random.default_rng(n).integers(
+                    1, 2**63, (n, 1), dtype=np.uint64) | np.uint64(1)
+                with np.errstate(over="ignore"):
+                    keys = ((rows.astype(np.int64) + 1).astype(np.uint64) * w).sum(axis=0, dtype=np.uint64)
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            if n > 1 and not (rows[:, first[inverse]] == rows).all():  # a hash collision
+                _, first, inverse = np.unique(rows, axis=1, return_index=True, return_inverse=True)
+            got = (inverse.reshape(-1), [rows[:, b].tolist() for b in first.tolist()])
+            self._class_memo[key] = got
+        return got
+
+    def _expand(self, s: int) -> None:
+        leaves = self._sets[s]
+        self._expanded[s] = True
+        if not leaves:
+            return
+        inverse, columns = self._byte_classes(leaves)
+        targets = np.full(len(columns), DEAD, np.int32)
+        leaf_acc = self._leaf_acc
+        for k, col in enumerate(columns):
+            out: set = set()
+            accept = False
+            for (leaf, _, cont), q2 in zip(leaves, col):
+                if q2 == DEAD:
+                    continue
+                out.add((leaf, q2, cont))
+                if leaf_acc[leaf][q2]:
+                    more, acc = self._closure(cont)
+                    out |= more
+                    accept = accept or acc
+            if out or accept:
+                targets[k] = self._state_of(frozenset(out), accept)
+        self._trans[s] = targets[inverse]
+
+    # -- the DFA reading interface -------------------------------------------------------------
+    @property
+    def num_states(self) -> int:
+        return len(self._sets)
+
+    @property
+    def accepting(self) -> np.ndarray:
+        return self._acc[: len(self._sets)]
+
+    @property
+    def is_empty(self) -> bool:
+        return False
+
+    def ensure(self, states) -> np.ndarray:
+        """The transition table, with the rows of `states` computed."""
+        states = np.asarray(states)
+        todo = states[~self._expanded[states]]
+        if todo.size:
+            for s in np.unique(todo).tolist():
+                self._expand(s)
+        return self._trans
+
+    def row(self, s: int) -> np.ndarray:
+        if not self._expanded[s]:
+            self._expand(s)
+        return self._trans[s]
+
+    def allowed_bytes_of(self, s: int) -> list[int]:
+        got = self._allowed.get(s)
+        if got is None:
+            got = np.flatnonzero(self.row(s) != DEAD).tolist()
+            self._allowed[s] = got
+        return got
+
+    def successors_of(self, s: int) -> list[int]:
+        got = self._succ.get(s)
+        if got is None:
+            row = self.row(s)
+            got = sorted(set(row[row != DEAD].tolist()))
+            self._succ[s] = got
+        return got
+
+    def used_bytes(self) -> np.ndarray:
+        return self.g.used_bytes()
+
+    def accepts(self, data: bytes) -> bool:
+        s = 0
+        for b in data:
+            s = int(self.row(s)[b])
+            if s == DEAD:
+                return False
+        return bool(self._acc[s])
+
+    def explore(self) -> DFA:
+        """Every reachable state, then minimized: the grammar's complete minimal DFA."""
+        s = 0
+        while s < len(self._sets):
+            if not self._expanded[s]:
+                self._expand(s)
+            s += 1
+        n = len(self._sets)
+        trans = self._trans[:n]
+        classes, first, byte_class = np.unique(trans, axis=1, return_index=True, return_inverse=True)
+        compact = np.ascontiguousarray(trans[:, np.sort(first)])
+        # np.unique numbers classes by sorted column content; renumber by first byte
+        order = np.argsort(first)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        return minimize(compact, self._acc[:n].copy(), rank[byte_class.reshape(-1)].astype(np.int32))
