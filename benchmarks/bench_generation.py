@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import bench_generation_peers as peers  # noqa: E402
+from benchmarks.bench_masking import CompileTimeout, time_cap  # noqa: E402
 from benchmarks.results import command_line, git_revision, machine_summary, write_section  # noqa: E402
 
 SPEED_QUERIES = [
@@ -82,8 +83,16 @@ def _run(path: str, model: Any, tok: Any, prompts: list[str], grammars: list[Any
         kwargs["logits_processor"] = kwargs.get("logits_processor", []) + [clock]
         if max_time is not None:
             kwargs["max_time"] = max_time
-        out = hf_decode(model, tok, prompts, grammars if path == "hf-octogram" else None,
-                        max_new_tokens=max_new_tokens, **kwargs)
+        try:
+            # max_time is checked between steps; a single step that runs past it is stopped
+            with time_cap(2 * max_time if max_time is not None else None):
+                out = hf_decode(model, tok, prompts, grammars if path == "hf-octogram" else None,
+                                max_new_tokens=max_new_tokens, **kwargs)
+        except CompileTimeout:
+            wall = time.perf_counter() - start
+            times = clock.times
+            return {"steps": [b - a for a, b in zip(times, times[1:])], "tokens": len(times),
+                    "wall": wall, "texts": [], "cut": True}
         times = clock.times
     wall = time.perf_counter() - start
     live = _live_steps([len(o.token_ids) for o in out], [o.stop_reason for o in out])
@@ -161,11 +170,13 @@ def speed(model: Any, tok: Any, rounds: int, max_new_tokens: int, batch_sizes: l
             key = "engine" if path == "engine" else "hf"
             if name == "unconstrained":
                 base_ms[key] = ms
-            over = "—" if name == "unconstrained" else f"{(ms / base_ms[key] - 1) * 100:+.1f}%"
+            over = "—" if name == "unconstrained" or not steps else \
+                f"{(ms / base_ms[key] - 1) * 100:+.1f}%"
             label = "Octogram engine" if path == "engine" else "HF generate"
             valid_text = f"{valid}/{len(texts)}" if not cut else \
-                f"cut at {peer_time_cap:.0f} s after {len(steps) + 1} steps"
-            lines.append(f"| {b} | {label} | {name} | {ms:.1f} | {over} | {tokens / wall:.1f} "
+                f"stopped by the time cap after {len(steps) + 1} steps"
+            ms_text = f"{ms:.1f}" if steps else "—"
+            lines.append(f"| {b} | {label} | {name} | {ms_text} | {over} | {tokens / wall:.1f} "
                          f"| {valid_text} |")
             table.append((b, label, name, ms, over, tokens / wall))
     setup_line = ", ".join(f"{k} {v:.2f} s" for k, v in setup.items())
@@ -296,8 +307,9 @@ all six functions and `no_relevant_function` offered, one grammar), greedy, at m
 {args.max_new_tokens} new tokens, fp32, {args.rounds} interleaved rounds. Step latency is the
 median over the decode steps during which every row of the batch was still running (same batch
 shape in every configuration); the overhead compares it with the unconstrained run of the same
-path. A peer's `generate` call is stopped after {args.peer_time_cap:.0f} s (`max_time`); one that
-hits the cap is measured on the steps it made and not run in later rounds. Tokens/s end to end counts generated tokens over wall time including the prompt's prefill
+path. A peer's `generate` call is stopped after {args.peer_time_cap:.0f} s (`max_time`, or a
+signal at twice that when one step never returns); one that hits the cap is measured on the steps
+it made (its median step is then "—" if it made fewer than two) and not run in later rounds. Tokens/s end to end counts generated tokens over wall time including the prompt's prefill
 (constrained rows stop at the end of the call, unconstrained ones run to the limit, so this
 column is not a like-for-like comparison). "Valid calls" = outputs `parse_call` accepts.
 Setup (grammar compile, or the peer's processor construction): {notes[0]}.

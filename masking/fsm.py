@@ -137,8 +137,23 @@ class TokenFSM:
     def is_allowed(self, s: int, token_id: int) -> bool:
         if not 0 <= token_id < self.vocab_size:
             return False
-        row = self._rows.rows[self.state(s).row]
-        return bool((int(row[token_id >> 5]) >> (token_id & 31)) & 1)
+        row = self._rows.bytes_rows[self.state(s).row]
+        return bool((row[token_id >> 3] >> (token_id & 7)) & 1)
+
+    def step(self, s: int, token_id: int) -> int:
+        """The state after `token_id`, or -1 if the token is not allowed in `s` (the hot path of
+        a decode step: one bit test and one lookup, no numpy scalars)."""
+        r = self._states[s] if s < len(self._states) else None
+        if r is None:
+            r = self.state(s)
+        if not 0 <= token_id < self.vocab_size:
+            return -1
+        if not (self._rows.bytes_rows[r.row][token_id >> 3] >> (token_id & 7)) & 1:
+            return -1
+        exc = self._exc_maps[s]
+        if exc is None:
+            return self.next_state(s, token_id)
+        return exc.get(token_id, r.default)
 
     def next_state(self, s: int, token_id: int) -> int:
         """The state after `token_id` (which must be allowed in `s`)."""
@@ -165,6 +180,9 @@ class TokenFSM:
     def mask_row(self, s: int) -> torch.Tensor:
         return self._rows.torch_rows[self.state(s).row]
 
+    def mask_row_numpy(self, s: int) -> np.ndarray:
+        return self._rows.rows[self.state(s).row]
+
     def finished_row(self) -> torch.Tensor:
         """The mask after EOS was consumed: only EOS again (what padding of a finished row needs)."""
         if getattr(self, "_finished_row", None) is None:
@@ -172,6 +190,9 @@ class TokenFSM:
             bits[self.eos_token_ids] = True
             self._finished_row = torch.from_numpy(np.packbits(bits, bitorder="little").view(np.int32))
         return self._finished_row
+
+    def finished_row_numpy(self) -> np.ndarray:
+        return self.finished_row().numpy()
 
     def matcher(self) -> "Matcher":
         from .matcher import Matcher

@@ -257,12 +257,32 @@ class _Compiler:
                 raise GrammarCompileError(f"terminal {name!r} is used but not defined", where="grammar")
             if name in self.term_stack:
                 raise GrammarCompileError("terminals cannot be recursive", where=f"terminal {name}")
-            self.term_stack.append(name)
-            nfa = NFA()
-            got = nfa.to_dfa(self.fragment(nfa, self.terms[name], name))
-            self.term_stack.pop()
+            key = self._terminal_key(name)
+            got = _TERMINAL_MEMO.get(key)
+            if got is None:
+                self.term_stack.append(name)
+                nfa = NFA()
+                got = nfa.to_dfa(self.fragment(nfa, self.terms[name], name))
+                self.term_stack.pop()
+                _remember(_TERMINAL_MEMO, key, got)
             self.term_memo[name] = got
         return got
+
+    def _terminal_key(self, name: str) -> str:
+        """The terminal's definition with the definitions of the terminals it uses: equal keys
+        mean equal languages, in any grammar (the cross-compile memo's key)."""
+        parts, todo, seen = [], [name], set()
+        while todo:
+            n = todo.pop()
+            if n in seen:
+                continue
+            if n not in self.terms:
+                raise GrammarCompileError(f"terminal {n!r} is used but not defined", where="grammar")
+            seen.add(n)
+            tree = self.terms[n]
+            parts.append(f"{n}={tree!r}")
+            todo.extend(sorted({t.name for t in tree.scan_values(lambda v: isinstance(v, Terminal))}))
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def pattern(self, token: Token, where: str) -> DFA:
         try:
@@ -278,9 +298,7 @@ class _Compiler:
                 assert isinstance(pat, PatternRE)
                 tree = parse_regex(pat.value, "".join(sorted(pat.flags)), where=f"{where}, {token.value}")
             got = regex_tree_to_dfa(tree, where=where)
-            if len(_PATTERN_MEMO) >= _PATTERN_MEMO_SIZE:
-                _PATTERN_MEMO.pop(next(iter(_PATTERN_MEMO)))
-            _PATTERN_MEMO[key] = got
+            _remember(_PATTERN_MEMO, key, got)
         return got
 
     def fragment(self, nfa: NFA, node, term: str):
@@ -327,9 +345,17 @@ class _Compiler:
         return len(kids) == 2 and tuple(self._single_literal(k) for k in kids) == _LARK_STRING_INNER
 
 
-# compiled regexes and literals, shared by every compile in the process (STRING, INT, names...)
+# compiled regexes, literals and terminals, shared by every compile in the process (STRING, INT,
+# function names...); DFAs are never modified after they are built
 _PATTERN_MEMO: dict[tuple, DFA] = {}
-_PATTERN_MEMO_SIZE = 4096
+_TERMINAL_MEMO: dict[str, DFA] = {}
+_MEMO_SIZE = 4096
+
+
+def _remember(memo: dict, key, value) -> None:
+    if len(memo) >= _MEMO_SIZE:
+        memo.pop(next(iter(memo)))  # the oldest
+    memo[key] = value
 
 
 def _escaped_string_body() -> DFA:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .fsm import TokenFSM
@@ -15,6 +16,9 @@ class Matcher:
         self._history: list[int] = [fsm.start_state]
         self._finished: list[bool] = [False]
         self.max_rollback = max_rollback
+        self._eos = frozenset(fsm.eos_token_ids)
+        self._fill_key: tuple | None = None  # the last CPU target of fill_bitmask, as numpy
+        self._fill_dst = None
 
     @property
     def state(self) -> int:
@@ -36,11 +40,13 @@ class Matcher:
 
     def advance(self, token_id: int) -> bool:
         """Consume `token_id`; False (and no change) if the grammar does not allow it here."""
-        if not self.accepts(token_id):
+        if self._finished[-1]:
             return False
-        s = self.state
-        self._history.append(self.fsm.next_state(s, token_id))
-        self._finished.append(token_id in self.fsm.eos_token_ids)
+        nxt = self.fsm.step(self._history[-1], token_id)
+        if nxt < 0:
+            return False
+        self._history.append(nxt)
+        self._finished.append(token_id in self._eos)
         if self.max_rollback is not None and len(self._history) > self.max_rollback + 1:
             del self._history[0], self._finished[0]
         return True
@@ -64,8 +70,23 @@ class Matcher:
     def fill_bitmask(self, bitmask: torch.Tensor, index: int | None = None) -> None:
         """Write the allowed-token mask into `bitmask` (a row of int32 words, or row `index` of a
         2-D bitmask). A finished sequence allows only EOS."""
-        target = bitmask if index is None else bitmask[index]
-        target.copy_(self.fsm.finished_row() if self._finished[-1] else self.fsm.mask_row(self.state))
+        fsm = self.fsm
+        finished = self._finished[-1]
+        key = self._fill_key
+        if key is None or key[0] is not bitmask or key[1] != index:
+            target = bitmask if index is None else bitmask[index]
+            # a CPU int32 target is written through a numpy view (a torch copy_ costs more in
+            # dispatch than in copying); the key holds the tensor itself, so it cannot be freed
+            # and replaced by another at the same address
+            cpu = target.device.type == "cpu" and target.dtype == torch.int32 \
+                and not target.requires_grad and tuple(target.shape) == (fsm.words,)
+            self._fill_key, self._fill_dst = (bitmask, index), (target.numpy() if cpu else target)
+        dst = self._fill_dst
+        if isinstance(dst, np.ndarray):
+            np.copyto(dst, fsm.finished_row_numpy() if finished
+                      else fsm.mask_row_numpy(self._history[-1]))
+        else:
+            dst.copy_(fsm.finished_row() if finished else fsm.mask_row(self._history[-1]))
 
     def allowed_tokens(self) -> list[int]:
         return [] if self._finished[-1] else self.fsm.allowed_tokens(self.state)

@@ -65,13 +65,14 @@ class GrammarLogitsProcessor(LogitsProcessor):
             state, finished = self._state(which, generated[:-1], row)
             token = generated[-1]
             if not finished:
-                if not fsm.is_allowed(state, token):
+                nxt = fsm.step(state, token)
+                if nxt < 0:
                     raise GrammarViolation(
                         f"row {row}: token {token} is not allowed by its grammar after "
                         f"{len(generated) - 1} generated tokens (was another processor applied "
                         "after this one, or the input edited?)")
                 finished = token in fsm.eos_token_ids
-                state = fsm.next_state(state, token)
+                state = nxt
             got = (state, finished)
         self._memo[key] = got
         return got
@@ -90,10 +91,11 @@ class GrammarLogitsProcessor(LogitsProcessor):
                              f"grammar was compiled for a vocabulary of {self.vocab_size}")
         generated = input_ids[:, self._prompt_len:].tolist()
         bitmask = torch.empty(batch, self.words, dtype=torch.int32)
+        rows = bitmask.numpy()  # row copies through numpy: no torch dispatch per row
         for row in range(batch):
             which = self._fsm_index(row, batch)
             state, finished = self._state(which, tuple(generated[row]), row)
             fsm = self.fsms[which]
-            bitmask[row].copy_(fsm.finished_row() if finished else fsm.mask_row(state))
+            rows[row] = fsm.finished_row_numpy() if finished else fsm.mask_row_numpy(state)
         apply_token_bitmask_(scores, bitmask.to(scores.device, non_blocking=True))
         return scores

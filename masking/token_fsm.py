@@ -226,6 +226,7 @@ class RowStore:
         self.words = words
         self.rows: list[np.ndarray] = []
         self.torch_rows: list[torch.Tensor] = []
+        self.bytes_rows: list[bytes] = []  # for bit tests without numpy scalars: bit t = byte t>>3
         self.by_bytes: dict[bytes, int] = {}
 
     def add(self, row: np.ndarray) -> int:
@@ -235,6 +236,7 @@ class RowStore:
             got = len(self.rows)
             self.rows.append(row)
             self.torch_rows.append(torch.from_numpy(row))
+            self.bytes_rows.append(key)
             self.by_bytes[key] = got
         return got
 
