@@ -74,13 +74,14 @@ def sample_string(dfa, rng: random.Random, stop: float = 0.2, max_len: int = 80)
     """A random string of a DFA's language, preferring ASCII."""
     s, out = 0, bytearray()
     while True:
-        allowed = np.flatnonzero(dfa.trans[s] != -1)
+        row = dfa.row(s)
+        allowed = np.flatnonzero(row != -1)
         if dfa.accepting[s] and (not allowed.size or rng.random() < stop or len(out) > max_len):
             return bytes(out)
         ascii_ = allowed[allowed < 128]
         b = int(rng.choice(ascii_ if ascii_.size and rng.random() < 0.9 else allowed))
         out.append(b)
-        s = int(dfa.trans[s, b])
+        s = int(row[b])
 
 
 def random_segmentation(data: bytes, vocab_tokens: dict[bytes, int], rng: random.Random,

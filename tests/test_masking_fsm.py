@@ -109,6 +109,35 @@ def test_masks_agree_with_advance_and_the_bitmask_layout(vocab):
         assert m.advance(choice)
 
 
+def test_fill_bitmask_into_any_target(vocab):
+    """The numpy fast path and the torch fallback write the same words, into 1-D rows, rows of a
+    2-D bitmask (switching targets between calls) and non-int32 or non-contiguous targets."""
+    fsm = compile_grammar(CALLS, vocab)
+    m = fsm.matcher()
+    rng = random.Random(11)
+    for step in range(30):
+        expected = fsm.mask_row(m.state) if not m.is_finished() else fsm.finished_row()
+        flat = torch.zeros(fsm.words, dtype=torch.int32)
+        m.fill_bitmask(flat)
+        assert torch.equal(flat, expected)
+        grid = torch.full((3, fsm.words), 7, dtype=torch.int32)
+        m.fill_bitmask(grid, step % 3)
+        assert torch.equal(grid[step % 3], expected)
+        assert (grid[(step + 1) % 3] == 7).all()           # the other rows are untouched
+        wide = torch.zeros(fsm.words, dtype=torch.int64)   # torch fallback (converts)
+        m.fill_bitmask(wide)
+        assert torch.equal(wide, expected.to(torch.int64))
+        strided = torch.zeros(fsm.words, 2, dtype=torch.int32)[:, 1]
+        m.fill_bitmask(strided)
+        assert torch.equal(strided, expected)
+        if m.is_finished():
+            break
+        allowed = m.allowed_tokens()
+        assert m.advance(rng.choice(allowed))
+    with pytest.raises(RuntimeError):
+        m.fill_bitmask(torch.zeros(fsm.words + 1, dtype=torch.int32))  # wrong width: an error
+
+
 def test_disallowed_token_changes_nothing(vocab):
     fsm = compile_grammar(CALLS, vocab)
     m = fsm.matcher()
