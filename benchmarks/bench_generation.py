@@ -93,6 +93,12 @@ def _run(path: str, model: Any, tok: Any, prompts: list[str], grammars: list[Any
             times = clock.times
             return {"steps": [b - a for a, b in zip(times, times[1:])], "tokens": len(times),
                     "wall": wall, "texts": [], "cut": True}
+        except Exception as exc:  # a peer that fails is reported, not allowed to end the run
+            if make is None:
+                raise
+            print(f"{path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return {"steps": [], "tokens": 0, "wall": time.perf_counter() - start, "texts": [],
+                    "cut": True, "error": f"{type(exc).__name__}: {str(exc).split(chr(10))[0][:80]}"}
         times = clock.times
     wall = time.perf_counter() - start
     live = _live_steps([len(o.token_ids) for o in out], [o.stop_reason for o in out])
@@ -173,8 +179,11 @@ def speed(model: Any, tok: Any, rounds: int, max_new_tokens: int, batch_sizes: l
             over = "—" if name == "unconstrained" or not steps else \
                 f"{(ms / base_ms[key] - 1) * 100:+.1f}%"
             label = "Octogram engine" if path == "engine" else "HF generate"
+            errors = [run["error"] for run in runs if run.get("error")]
             valid_text = f"{valid}/{len(texts)}" if not cut else \
                 f"stopped by the time cap after {len(steps) + 1} steps"
+            if errors:
+                valid_text = f"failed: {errors[0]}"
             ms_text = f"{ms:.1f}" if steps else "—"
             lines.append(f"| {b} | {label} | {name} | {ms_text} | {over} | {tokens / wall:.1f} "
                          f"| {valid_text} |")

@@ -160,7 +160,8 @@ def transformers_cfg_factory(lark_text: str, tokenizer: Any, vocab_size: int
     def make(rows: int) -> dict:
         processor = GrammarConstrainedLogitsProcessor(constraint)
         processor.reset()
-        return {"logits_processor": [processor]}
+        # once a row has ended it accepts only EOS again, so finished rows are padded with EOS
+        return {"logits_processor": [processor], "pad_token_id": tokenizer.eos_token_id}
 
     return make
 

@@ -34,7 +34,9 @@ def hf_decode(model: Any, tokenizer: Any, prompts: Sequence[str], grammars: Sequ
         if any(g is None for g in grammars):
             raise ValueError("hf_decode: every row needs a grammar (or pass grammars=None)")
     eos = eos_token_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    pad_id = generate_kwargs.pop("pad_token_id", None)
+    if pad_id is None:
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left")
     device = next(model.parameters()).device
     processors = [GrammarLogitsProcessor(list(grammars))] if grammars is not None else []
