@@ -1,9 +1,9 @@
 """Byte-level automata: an NFA builder, subset construction, minimization.
 
-Every grammar piece (a regex, a literal, a Lark rule) becomes a minimized `DFA` over bytes; larger
-pieces embed the DFAs of smaller ones into a fresh NFA and are determinized and minimized again.
-Working on minimized pieces keeps every subset construction small, and a rule used many times is
-compiled once.
+Every regex, literal and terminal becomes a minimized `DFA` over bytes; a terminal built from
+others embeds their DFAs into a fresh NFA and is determinized and minimized again. The same NFA
+builder, with one symbol per edge, builds the rules' symbol automata (`grammar.symbol_dfa`), and
+`minimize` also reduces the whole grammar's explored DFA (`stack_dfa.StackDFA.explore`).
 """
 
 from __future__ import annotations
