@@ -199,37 +199,43 @@ class _Compiler:
         return got
 
     def rule_fragment(self, nfa: NFA, node, rule: str):
-        """A rule body as an NFA over symbols: leaf ids and ~rule ids."""
-        where = f"rule {rule}"
+        """A rule body as an NFA over symbols: leaf ids (terminal occurrences) and ~rule ids."""
+        return self._fragment(
+            nfa, node, f"rule {rule}",
+            atom=lambda key, make: nfa.fragment_symbol(self.leaf(key, make)),
+            rule_ref=lambda name: nfa.fragment_symbol(~self.rule_ids[name]))
+
+    def _fragment(self, nfa: NFA, node, where: str, atom, rule_ref):
+        """The walk of Lark's tree shared by rules and terminals: `atom(key, make)` is the
+        fragment of a terminal piece (`make()` builds its byte DFA), `rule_ref(name)` of a rule."""
         if isinstance(node, NonTerminal):
-            return nfa.fragment_symbol(~self.rule_ids[node.name])
+            return rule_ref(node.name)
         if isinstance(node, Terminal):
-            return nfa.fragment_symbol(self.leaf(("terminal", node.name),
-                                                 lambda: self.terminal(node.name)))
+            return atom(("terminal", node.name), lambda: self.terminal(node.name))
         if not isinstance(node, Tree):
             raise GrammarCompileError(f"unexpected grammar element {node!r}", where=where)
         kind = node.data
         kids = node.children
+        walk = lambda k: self._fragment(nfa, k, where, atom, rule_ref)  # noqa: E731
         if kind == "expansions":
-            return nfa.union([self.rule_fragment(nfa, k, rule) for k in kids])
+            return nfa.union([walk(k) for k in kids])
         if kind == "expansion":
             if self._is_lark_string_inner(kids):
-                return nfa.fragment_symbol(self.leaf(("escaped-string-body",), _escaped_string_body))
-            return nfa.concat([self.rule_fragment(nfa, k, rule) for k in kids])
+                return atom(("escaped-string-body",), _escaped_string_body)
+            return nfa.concat([walk(k) for k in kids])
         if kind in ("alias", "value"):
-            return self.rule_fragment(nfa, kids[0], rule)
+            return walk(kids[0])
         if kind == "maybe":
-            return nfa.optional(self.rule_fragment(nfa, kids[0], rule))
+            return nfa.optional(walk(kids[0]))
         if kind == "literal":
             token = kids[0]
-            return nfa.fragment_symbol(self.leaf(("literal", token.type, token.value),
-                                                 lambda: self.pattern(token, where)))
+            return atom(("literal", token.type, token.value), lambda: self.pattern(token, where))
         if kind == "range":
             lo, hi = (_literal_to_pattern(k).value for k in kids)
-            return nfa.fragment_symbol(self.leaf(("range", lo, hi), lambda: _range_dfa(lo, hi, where)))
+            return atom(("range", lo, hi), lambda: _range_dfa(lo, hi, where))
         if kind == "expr":
             lo, hi = self._repetition(kids, where)
-            return nfa.repeat(lambda: self.rule_fragment(nfa, kids[0], rule), lo, hi)
+            return nfa.repeat(lambda: walk(kids[0]), lo, hi)
         if kind == "template_usage":
             raise GrammarCompileError("rule templates are not supported", where=where)
         raise GrammarCompileError(f"unsupported grammar construct {kind!r}", where=where)
@@ -303,34 +309,11 @@ class _Compiler:
 
     def fragment(self, nfa: NFA, node, term: str):
         """A terminal's definition as a byte NFA (terminals are regular: no rules inside)."""
-        where = f"terminal {term}"
-        if isinstance(node, NonTerminal):
-            raise GrammarCompileError("a terminal cannot use a rule", where=where)
-        if isinstance(node, Terminal):
-            return nfa.embed(self.terminal(node.name))
-        if not isinstance(node, Tree):
-            raise GrammarCompileError(f"unexpected grammar element {node!r}", where=where)
-        kind = node.data
-        kids = node.children
-        if kind == "expansions":
-            return nfa.union([self.fragment(nfa, k, term) for k in kids])
-        if kind == "expansion":
-            if self._is_lark_string_inner(kids):
-                return nfa.embed(_escaped_string_body())
-            return nfa.concat([self.fragment(nfa, k, term) for k in kids])
-        if kind in ("alias", "value"):
-            return self.fragment(nfa, kids[0], term)
-        if kind == "maybe":
-            return nfa.optional(self.fragment(nfa, kids[0], term))
-        if kind == "literal":
-            return nfa.embed(self.pattern(kids[0], where))
-        if kind == "range":
-            lo, hi = (_literal_to_pattern(k).value for k in kids)
-            return nfa.embed(_range_dfa(lo, hi, where))
-        if kind == "expr":
-            lo, hi = self._repetition(kids, where)
-            return nfa.repeat(lambda: self.fragment(nfa, kids[0], term), lo, hi)
-        raise GrammarCompileError(f"unsupported grammar construct {kind!r}", where=where)
+        def no_rules(name: str):
+            raise GrammarCompileError("a terminal cannot use a rule", where=f"terminal {term}")
+
+        return self._fragment(nfa, node, f"terminal {term}",
+                              atom=lambda key, make: nfa.embed(make()), rule_ref=no_rules)
 
     @staticmethod
     def _single_literal(node):
