@@ -195,6 +195,22 @@ class NFA:
                 parts.append(tail)
         return self.concat(parts)
 
+    def closure(self, s: int, end: int) -> frozenset:
+        """The states reachable from `s` by epsilon moves that read input (have edges) or are
+        `end`: what a subset construction keeps. Memoized per NFA."""
+        memo = self.__dict__.setdefault("_closures", {})
+        got = memo.get((s, end))
+        if got is None:
+            seen, todo = {s}, [s]
+            while todo:
+                for y in self.eps[todo.pop()]:
+                    if y not in seen:
+                        seen.add(y)
+                        todo.append(y)
+            got = frozenset(x for x in seen if self.edges[x] or x == end)
+            memo[(s, end)] = got
+        return got
+
     def embed(self, dfa: DFA) -> tuple[int, int]:
         """Copy a DFA in as a fragment (its accepting states lead to the fragment's end)."""
         if dfa.is_empty:
@@ -246,27 +262,10 @@ def determinize(nfa: NFA, frag: tuple[int, int], max_states: int):
     class_edges = {s: [(int(byte_class[lo]), int(byte_class[hi]), t) for lo, hi, t in nfa.edges[s]]
                    for s in reach}
 
-    closure_memo: dict[int, frozenset] = {}
-
-    def closure_of(s: int) -> frozenset:
-        got = closure_memo.get(s)
-        if got is None:
-            seen, todo = {s}, [s]
-            while todo:
-                x = todo.pop()
-                for y in eps[x]:
-                    if y not in seen:
-                        seen.add(y)
-                        todo.append(y)
-            # keep only states that do something (have edges) or are the end
-            got = frozenset(x for x in seen if class_edges[x] or x == end)
-            closure_memo[s] = got
-        return got
-
     def closure(states) -> frozenset:
         out = set()
         for s in states:
-            out |= closure_of(s)
+            out |= nfa.closure(s, end)
         return frozenset(out)
 
     first = closure((start,))
@@ -310,7 +309,8 @@ def determinize(nfa: NFA, frag: tuple[int, int], max_states: int):
     return trans, accepting, byte_class
 
 
-def _weights(n: int) -> np.ndarray:
+def hash_weights(n: int) -> np.ndarray:
+    """Odd random 64-bit multipliers (fixed seed) for hashing rows of integers."""
     return np.random.default_rng(12345).integers(1, 2**63, n, dtype=np.uint64) | np.uint64(1)
 
 
@@ -343,7 +343,7 @@ def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -
     table = np.vstack([np.where(trans < 0, dead, trans), np.full((1, k), dead, np.int32)])
     owner, col, target, starts = _sparse_rows(table, dead)
     lengths = np.diff(np.append(starts, len(owner)))
-    col_w = _weights(k + 2)
+    col_w = hash_weights(k + 2)
     col_w[k] = 0  # the placeholder column
     wcol = col_w[col]
     own_w = col_w[k + 1]

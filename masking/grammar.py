@@ -355,23 +355,7 @@ def _range_dfa(lo: str, hi: str, where: str) -> DFA:
 def symbol_dfa(nfa: NFA, frag: tuple[int, int]) -> RuleAutomaton:
     """Determinize and minimize an NFA whose edges carry one symbol each (lo == hi)."""
     start, end = frag
-    eps = nfa.eps
-    memo: dict[int, frozenset] = {}
-
-    def closure_of(s: int) -> frozenset:
-        got = memo.get(s)
-        if got is None:
-            seen, todo = {s}, [s]
-            while todo:
-                for y in eps[todo.pop()]:
-                    if y not in seen:
-                        seen.add(y)
-                        todo.append(y)
-            got = frozenset(x for x in seen if nfa.edges[x] or x == end)
-            memo[s] = got
-        return got
-
-    first = closure_of(start)
+    first = nfa.closure(start, end)
     index, sets, edges = {first: 0}, [first], []
     i = 0
     while i < len(sets):
@@ -382,7 +366,7 @@ def symbol_dfa(nfa: NFA, frag: tuple[int, int]) -> RuleAutomaton:
         i += 1
         row = []
         for sym in sorted(moves):
-            target = frozenset().union(*(closure_of(t) for t in moves[sym]))
+            target = frozenset().union(*(nfa.closure(t, end) for t in moves[sym]))
             d = index.get(target)
             if d is None:
                 d = index[target] = len(sets)

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .automaton import DEAD, DFA, minimize
+from .automaton import DEAD, DFA, hash_weights, minimize
 from .errors import GrammarCompileError
 
 ROOT = -1  # the continuation after the start rule: the grammar may end
-_WEIGHTS = np.random.default_rng(2024).integers(1, 2**63, 4096, dtype=np.uint64) | np.uint64(1)
+_WEIGHTS = hash_weights(4096)
 
 
 @dataclass
@@ -46,6 +46,9 @@ class Grammar:
         self.max_depth = max_depth if heads else 0  # depth only changes where a head is entered
         self.tail = tail  # ignored text allowed after the start rule
         self.edges, self.accepting, self.rule_start = _join(rules)
+        self._start_of: dict[int, list[int]] = {}
+        for r, st in enumerate(self.rule_start):
+            self._start_of.setdefault(st, []).append(r)
         self._live: dict[int, list[bool]] = {}
         self.truncated = False
 
@@ -79,7 +82,7 @@ class Grammar:
         todo = [q for q in range(n) if live[q]]
         while todo:
             t = todo.pop()
-            for r, start in self._starts_at(t):
+            for r in self._starts_at(t):
                 if r not in self.heads:  # a rule of this depth became able to end
                     for q in waiting.pop(r, ()):
                         if not live[q]:
@@ -102,11 +105,8 @@ class Grammar:
         self._live[depth] = live
         return live
 
-    def _starts_at(self, state: int) -> list[tuple[int, int]]:
-        if not hasattr(self, "_start_of"):
-            self._start_of: dict[int, list[tuple[int, int]]] = {}
-            for r, st in enumerate(self.rule_start):
-                self._start_of.setdefault(st, []).append((r, st))
+    def _starts_at(self, state: int) -> list[int]:
+        """The rules whose automaton starts at joint state `state`."""
         return self._start_of.get(state, [])
 
     def used_bytes(self) -> np.ndarray:
@@ -257,8 +257,7 @@ class StackDFA:
             if n == 1:
                 keys = rows[0]
             else:
-                w = _WEIGHTS[:n, None] if n <= len(_WEIGHTS) else np.random.default_rng(n).integers(
-                    1, 2**63, (n, 1), dtype=np.uint64) | np.uint64(1)
+                w = (_WEIGHTS[:n] if n <= len(_WEIGHTS) else hash_weights(n))[:, None]
                 with np.errstate(over="ignore"):
                     keys = ((rows.astype(np.int64) + 1).astype(np.uint64) * w).sum(axis=0, dtype=np.uint64)
             _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
@@ -353,7 +352,7 @@ class StackDFA:
             s += 1
         n = len(self._sets)
         trans = self._trans[:n]
-        classes, first, byte_class = np.unique(trans, axis=1, return_index=True, return_inverse=True)
+        _, first, byte_class = np.unique(trans, axis=1, return_index=True, return_inverse=True)
         compact = np.ascontiguousarray(trans[:, np.sort(first)])
         # np.unique numbers classes by sorted column content; renumber by first byte
         order = np.argsort(first)
