@@ -434,9 +434,28 @@ def full_match(node: Node) -> Node:
             end = True
         if any(_has_anchor(n) for n in items):
             raise RegexUnsupported("an anchor inside the pattern")
-        items = ([] if start else [anything]) + items + ([] if end else [anything])
+        if not start:
+            items = _trim_edge_repeats(items[::-1])[::-1]
+        if not end:
+            items = _trim_edge_repeats(items)
+        items = ([] if start else [anything]) + items
+        if not end and items[-1:] != [anything]:
+            items.append(anything)
         out.append(items[0] if len(items) == 1 else ("seq", tuple(items)))
     return out[0] if len(out) == 1 else ("alt", tuple(out))
+
+
+def _trim_edge_repeats(items: list) -> list:
+    """Next to "any text", `X{n,m}` matches what `X{n}` does (any text absorbs the rest), and
+    `X{0,m}` matches nothing extra: trimming keeps the DFA of an unanchored `[a-z]{1,63}` at
+    two states instead of one per position and combination (it is the last of `items`)."""
+    items = list(items)
+    while items and items[-1][0] == "rep" and items[-1][3] != items[-1][2]:
+        _, inner, lo, _hi = items.pop()
+        if lo > 0:
+            items.append(("rep", inner, lo, lo))
+            break
+    return items
 
 
 def bound_repeats(node: Node, bound: int) -> tuple[Node, bool]:

@@ -428,4 +428,9 @@ def regex_tree_to_dfa(tree, where: str = "regex") -> DFA:
             return nfa.repeat(lambda: build(inner), lo, hi)
         raise AssertionError(kind)
 
-    return nfa.to_dfa(build(tree))
+    try:
+        return nfa.to_dfa(build(tree))
+    except GrammarCompileError as exc:
+        if exc.where is not None:
+            raise
+        raise GrammarCompileError(str(exc), where=where) from None

@@ -21,7 +21,8 @@ def compile_grammar(grammar: str, vocabulary, *, start: str = "start",
     `cache=True` loads a previous compile of the same grammar (text, imports, options) for the
     same vocabulary from disk (`$OCTOGRAM_CACHE_DIR`), or saves this one. `lazy=True` computes
     each state's mask on first use instead of all up front: the first mask comes sooner, later
-    masks of new states cost a crossing each, and nothing is cached.
+    masks of new states cost a crossing each. A lazy compile is not saved (it is incomplete), but
+    it still loads a cached full compile when there is one.
     """
     parsed, used_files = parse_lark(grammar, import_paths)
     source_hash = grammar_hash(grammar, used_files, start, max_recursion_depth)
@@ -29,7 +30,7 @@ def compile_grammar(grammar: str, vocabulary, *, start: str = "start",
     key = hashlib.sha256(f"{source_hash}|{vocabulary.fingerprint()}|{eos}".encode()).hexdigest()
     index = vocab_index(vocabulary)
     path = fsm_cache.cache_dir() / f"{key[:40]}.safetensors"
-    if cache and not lazy:
+    if cache:
         hit = fsm_cache.load(path, key)
         if hit is not None:
             tables, trans, accepting = hit

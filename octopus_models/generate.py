@@ -354,15 +354,27 @@ class OctopusGenerator:
                        parallel=self.parallel, include_no_relevant=True)
 
     def fsm(self, candidates: Sequence[Any]) -> Any:
-        """The compiled token FSM for `candidates`, memoized by grammar text."""
+        """The compiled token FSM for `candidates`, memoized by grammar text.
+
+        For the host engine a grammar not in the on-disk cache is compiled lazily: its first
+        mask is ready in milliseconds and only the states a decode visits are crossed with the
+        vocabulary (a full compile of a large API's grammar can take minutes). The device
+        engine needs every state's tables on the device, so it compiles (and caches) in full.
+        """
         from octogram.masking import compile_grammar
 
         text = self.grammar_text(candidates)
         if text not in self._fsms:
             start = time.perf_counter()
-            self._fsms[text] = compile_grammar(text, self.vocabulary)
+            self._fsms[text] = compile_grammar(text, self.vocabulary,
+                                               lazy=self._engine() == "host")
             self.compile_seconds += time.perf_counter() - start
         return self._fsms[text]
+
+    def _engine(self) -> str:
+        if self.engine != "auto":
+            return self.engine
+        return "device" if next(self.model.parameters()).device.type == "cuda" else "host"
 
     def candidates(self, query: str, functions: Sequence[Any]) -> list[Any]:
         return select_candidates(query, functions, self.num_candidates)

@@ -118,7 +118,9 @@ def test_random_schemas(params, style, seed):
 
 @pytest.mark.parametrize("pattern", PATTERNS + ["^[\\]\\[^\\-]+$", "^[\\s\\S]{0,4}$", "^\\u00e9\\x41\\t$",
                                                 "^(a|ab)(c|bcd)$", "^[^\"]*$", "(?:x{2}){1,2}", "^[\\d-z]$",
-                                                "^[\\p{L}\\p{N}_]+$", "^\\P{Lu}{0,3}$", "^\\p{ASCII}+$"])
+                                                "^[\\p{L}\\p{N}_]+$", "^\\P{Lu}{0,3}$", "^\\p{ASCII}+$",
+                                                "[a-z][-0-9a-z]{1,63}", "a{2,}", "^x{0,2}", "b?c{1,3}$",
+                                                "(ab){1,3}|^q{2,4}", "^(x{1,3})$"])
 def test_literal_regex_agrees_with_value_regex(pattern):
     """The grammar's regex over quoted literals accepts exactly the JSON spellings of the
     strings the pattern matches (checked against Python's re on the values)."""
@@ -139,6 +141,18 @@ def test_literal_regex_agrees_with_value_regex(pattern):
         assert accepts(parser, literal) == expected, (pattern, value)
         if ecma_like is not None:  # JSON Schema patterns are searches
             assert (ecma_like.search(value) is not None) == expected, (pattern, value)
+
+
+def test_unanchored_counted_repeats_stay_small():
+    """`[a-z][-0-9a-z]{1,63}` searched anywhere in a string is "a letter, then one more";
+    unrolled literally, its DFA tracks every window of the last 63 characters (millions of
+    states). The full-match AST trims a repeat next to "any text" to its lower bound."""
+    from octogram.masking.automaton import regex_tree_to_dfa
+    from octogram.masking.regex import parse_regex
+
+    ast = regex.full_match(regex.parse("[A-Za-z][-0-9A-Za-z]{1,63}"))
+    dfa = regex_tree_to_dfa(parse_regex('"' + regex.to_literal_regex(ast) + '"', ""))
+    assert len(dfa.trans) < 64
 
 
 @pytest.mark.parametrize("pattern, why", [

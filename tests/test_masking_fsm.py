@@ -235,6 +235,21 @@ def test_second_compile_is_a_load_and_corruption_is_rebuilt(vocab, monkeypatch, 
     assert calls == [1, 1]
 
 
+def test_lazy_compile_is_not_saved_but_loads_a_full_compile(vocab, monkeypatch):
+    import octogram.masking.compile as compile_module
+    lazy = compile_grammar(CALLS, vocab, lazy=True)
+    assert list(fsm_cache.cache_dir().glob("*.safetensors")) == []  # incomplete: never saved
+    full = compile_grammar(CALLS, vocab)
+    calls = []
+    real = compile_module.compile_parsed
+    monkeypatch.setattr(compile_module, "compile_parsed", lambda *a, **k: calls.append(1) or real(*a, **k))
+    loaded = compile_grammar(CALLS, vocab, lazy=True)
+    assert calls == []
+    assert torch.equal(full.tables()["mask_rows"], loaded.tables()["mask_rows"])
+    # a lazy DFA is not minimized, so its states are numbered differently: compare masks
+    assert torch.equal(lazy.mask_row(lazy.matcher().state), loaded.mask_row(loaded.matcher().state))
+
+
 def test_bytes_the_vocabulary_cannot_spell_leave_no_dead_end():
     # no token spells "c": the "ac" branch must disappear, not strand a matcher after "a"
     tokens = [b"a", b"b", b"x", b""]
