@@ -255,15 +255,19 @@ def validity(model: Any, tok: Any, n: int, batch_size: int, max_new_tokens: int)
         valid = sum(r.error is None for r in results)
         ended = [r for r in results if r.stop_reason == "end"]
         valid_ended = sum(r.error is None for r in ended)
+        closed = [r for r in results if r.stop_reason == "closed"]
+        cut = sum(r.stop_reason == "length" for r in results)
         no_rel = sum(r.error is None and r.calls[0].name == "no_relevant_function"
                      for r in results)
         rows.append(f"| {'masked' if masked else 'unmasked'} | {len(results)} | "
                     f"{valid} ({100 * valid / len(results):.1f}%) | "
-                    f"{valid_ended}/{len(ended)} | {len(results) - len(ended)} | {no_rel} | "
+                    f"{valid_ended}/{len(ended)} | {sum(r.error is None for r in closed)}/"
+                    f"{len(closed)} | {cut} | {no_rel} | "
                     f"{seconds:.0f} s (grammar compiles {gen.compile_seconds:.0f} s) |")
     skipped_text = ", ".join(f"{v} {k}" for k, v in skipped.items())
-    return ("| decoding | prompts | valid calls | valid among rows that ended | cut by "
-            "max_new_tokens | of which no_relevant_function | time |\n|---|---|---|---|---|---|---|\n"
+    return ("| decoding | prompts | valid calls | valid among rows that ended on their own | valid "
+            "among rows closed at the limit | cut by max_new_tokens | valid no_relevant_function "
+            "calls | time |\n|---|---|---|---|---|---|---|---|\n"
             + "\n".join(rows) + f"\n\nPrompts skipped while sampling the corpus: {skipped_text}.")
 
 
@@ -345,7 +349,11 @@ Command: `{command_line()}`.
 `benchmarks/bench_generation.py` for how they are built), the embedded Gemma 3 270M on CPU,
 batch 8, greedy, at most {args.validity_max_new_tokens} new tokens. The base model is not
 fine-tuned, so which function it picks is not measured here, only whether the output is a
-well-formed, well-typed call to an offered function.
+well-formed, well-typed call to an offered function. Masked rows use `OctopusGenerator`'s
+defaults: grammars compiled lazily, and an answer that would not fit in the token limit closed
+with the grammar's shortest completion ("closed": the model's tokens so far are kept; when even
+the function it started cannot be finished in time, the closing falls back to a shorter call,
+often `no_relevant_function`). Unmasked rows are parsed as they come.
 
 {validity_table}
 """

@@ -2,7 +2,8 @@
 
 Owns the byte vocabulary of a tokenizer (`Vocabulary`), the Lark → byte-DFA compiler, the token
 FSM (per-state int32 bitmask rows and next states, `TokenFSM`), per-sequence matchers
-(`Matcher`), the compiled-FSM cache and the Hugging Face logits processor.
+(`Matcher`), the shortest way to finish from a state, the compiled-FSM cache and the Hugging
+Face logits processor.
 
     vocab = Vocabulary.from_tokenizer(tokenizer)
     fsm = compile_grammar(lark_text, vocab)
@@ -10,6 +11,7 @@ FSM (per-state int32 bitmask rows and next states, `TokenFSM`), per-sequence mat
 """
 
 from .compile import compile_grammar
+from .completion import shortest_completion
 from .errors import GrammarCompileError, GrammarViolation
 from .fsm import TokenFSM, bitmask_words
 from .grammar import DEFAULT_MAX_RECURSION_DEPTH
@@ -19,7 +21,7 @@ from .vocabulary import Vocabulary, VocabularyError
 __all__ = [
     "Vocabulary", "VocabularyError", "compile_grammar", "TokenFSM", "Matcher",
     "GrammarCompileError", "GrammarViolation", "bitmask_words", "DEFAULT_MAX_RECURSION_DEPTH",
-    "GrammarLogitsProcessor",
+    "GrammarLogitsProcessor", "shortest_completion",
 ]
 
 

@@ -48,7 +48,9 @@ class Decoded:
 
     token_ids: list[int]
     text: str
-    stop_reason: str  # "end" (EOS; for a constrained row, in an accepting state) or "length"
+    # "end" (EOS; for a constrained row, in an accepting state), "length", or "closed" (the
+    # grammar's shortest completion was appended to fit max_new_tokens: `decode(close_at_limit)`)
+    stop_reason: str
     forced_tokens: int = 0  # how many of token_ids came from jump-forward
 
 
@@ -187,6 +189,7 @@ def decode(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[int]],
            grammars: Sequence[Any | None] | None = None, *, max_new_tokens: int = 128,
            temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
            seed: int | None = None, jump_forward: bool = True, engine: str = "auto",
+           close_at_limit: bool = False,
            on_step: Callable[[int], None] | None = None) -> list[Decoded]:
     """Decode a batch of prompts (text, or token ids); row i follows `grammars[i]` if not None.
 
@@ -198,6 +201,11 @@ def decode(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[int]],
     mask, sample and advance without a host round trip; checks for the end every 4 steps; no
     jump-forward; every row needs a grammar); "auto" is "device" on CUDA when every row has a
     grammar, else "host". `on_step(n)` is called with the number of tokens the rows took.
+    `close_at_limit` (host engine): a constrained row whose next token (with its forced tokens)
+    would leave too few of the `max_new_tokens` to finish the grammar gets the grammar's
+    shortest completion instead (`masking.shortest_completion`; stop_reason "closed"), so its
+    output is complete whenever the start state's completion fits; rows that finish in time on
+    their own are unchanged.
     """
     grammars = [None] * len(prompts) if grammars is None else list(grammars)
     _check(model, prompts, grammars, max_new_tokens)
@@ -208,12 +216,19 @@ def decode(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[int]],
         raise ValueError(f"decode: engine must be 'auto', 'host' or 'device', got {engine!r}")
     if engine == "device" and any(g is None for g in grammars):
         raise ValueError("decode: the device engine needs a grammar for every row")
+    if engine == "device" and close_at_limit:
+        raise ValueError("decode: close_at_limit needs the host engine (the device loop does not "
+                         "stop to look at each row's state)")
     eos = eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     batch = _Batch(model, tokenizer, prompts, pad_id)
     sampler = _Sampler(temperature, top_k, top_p, seed, batch.device)
-    run = _decode_device if engine == "device" else _decode_host
-    out = run(batch, grammars, sampler, set(eos), max_new_tokens, jump_forward, on_step)
+    if engine == "device":
+        out = _decode_device(batch, grammars, sampler, set(eos), max_new_tokens, jump_forward,
+                             on_step)
+    else:
+        out = _decode_host(batch, grammars, sampler, set(eos), max_new_tokens, jump_forward,
+                           on_step, close_at_limit)
     for o in out:
         o.text = tokenizer.decode(o.token_ids, skip_special_tokens=False)
     return out
@@ -221,7 +236,9 @@ def decode(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[int]],
 
 def _decode_host(batch: _Batch, grammars: list[Any | None], sampler: _Sampler, eos: set[int],
                  max_new_tokens: int, jump_forward: bool,
-                 on_step: Callable[[int], None] | None) -> list[Decoded]:
+                 on_step: Callable[[int], None] | None, close_at_limit: bool) -> list[Decoded]:
+    from octogram.masking import shortest_completion
+
     matchers = [g.matcher() if g is not None else None for g in grammars]
     out = [Decoded([], "", "length") for _ in grammars]
     rows = list(range(len(grammars)))  # batch row -> request index, for the rows still decoding
@@ -243,17 +260,21 @@ def _decode_host(batch: _Batch, grammars: list[Any | None], sampler: _Sampler, e
             if m is not None and not m.advance(token):
                 raise RuntimeError(f"decode: row {i} got token {token}, which its grammar "
                                    "forbids; the mask was not applied")
-            new = [token]
+            new, forced = [token], []
             if m is not None and jump_forward and not m.is_finished():
                 forced = m.forced_tokens()[: max_new_tokens - len(o.token_ids) - 1]
-                for t in forced:
-                    m.advance(t)
+                m.consume(forced)
                 new += forced
-                o.forced_tokens += len(forced)
+            closed = False
+            if close_at_limit and m is not None and not m.is_finished():
+                closing = _closing(m, shortest_completion, max_new_tokens - len(o.token_ids), new)
+                if closing is not None:
+                    new, forced, closed = closing, [], True
+            o.forced_tokens += len(forced)
             ended = m.is_finished() if m is not None else token in eos
             o.token_ids += new[:-1] if ended else new
             if ended:
-                o.stop_reason = "end"
+                o.stop_reason = "closed" if closed else "end"
             pending.append([] if ended or len(o.token_ids) >= max_new_tokens else new)
             produced += len(new)
         if on_step is not None:
@@ -275,6 +296,25 @@ def _decode_host(batch: _Batch, grammars: list[Any | None], sampler: _Sampler, e
             chunk[r, span - len(p):] = torch.tensor(p)
             chunk_mask[r, span - len(p):] = 1
         batch.append(chunk.to(batch.device), chunk_mask.to(batch.device))
+
+
+def _closing(m: Any, shortest_completion: Callable, left: int, new: list[int]) -> list[int] | None:
+    """The tokens to append instead of the model's `new` ones (already advanced) when they leave
+    too few of the `left` tokens to finish the grammar; None when the model's choice fits."""
+    def cost(tokens: list[int] | None) -> float:  # EOS is not counted against max_new_tokens
+        if tokens is None:
+            return float("inf")
+        return len(tokens) - (1 if tokens and tokens[-1] in m.fsm.eos_token_ids else 0)
+
+    if cost(shortest_completion(m.fsm, m.state)) <= left - len(new):
+        return None
+    m.rollback(len(new))
+    closing = shortest_completion(m.fsm, m.state)
+    if cost(closing) > left:  # it cannot finish from before them either: keep the model's choice
+        m.consume(new)
+        return None
+    m.consume(closing)
+    return closing
 
 
 def _decode_device(batch: _Batch, grammars: list[Any], sampler: _Sampler, eos: set[int],
@@ -323,13 +363,17 @@ class OctopusGenerator:
     `mask=False` decodes without constraints (parse errors are then reported in
     `CallResult.error`, not raised). `num_candidates` is how many functions a query is offered
     (besides `no_relevant_function`) when a document holds more (see `retrieval`). `parallel`
-    allows a list of calls `[f(...), g(...)]`; `engine` is passed to `decode`.
+    allows a list of calls `[f(...), g(...)]`; `engine` is passed to `decode`. With
+    `close_at_limit` (the default; host engine), a masked answer that would run past
+    `max_new_tokens` is closed with the grammar's shortest completion, so it is still a call
+    (`CallResult.stop_reason` "closed").
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, mask: bool = True,
                  jump_forward: bool = True, num_candidates: int = 4, parallel: bool = False,
-                 max_depth: int = 3, engine: str = "auto") -> None:
+                 max_depth: int = 3, engine: str = "auto", close_at_limit: bool = True) -> None:
         self.model, self.tokenizer = model, tokenizer
+        self.close_at_limit = close_at_limit
         self.mask, self.jump_forward, self.engine = mask, jump_forward, engine
         self.num_candidates, self.parallel, self.max_depth = num_candidates, parallel, max_depth
         self._vocabulary = None
@@ -405,14 +449,15 @@ class OctopusGenerator:
                              max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                              top_p=top_p, seed=None if seed is None else seed + start,
                              jump_forward=self.jump_forward, engine=self.engine,
-                             on_step=on_step)
+                             close_at_limit=self.close_at_limit and self.mask
+                             and self._engine() == "host", on_step=on_step)
             for (query, _), cands, d in zip(part, offered, decoded):
                 calls, error = [], None
                 try:
                     calls = parse_call(d.text.strip(), with_no_relevant_function(cands), "python")
                 except Exception as exc:  # a parse or validation failure is a result, not a crash
                     error = f"{type(exc).__name__}: {exc}"
-                    if d.stop_reason != "end":
+                    if d.stop_reason == "length":
                         error = (f"stopped after max_new_tokens={max_new_tokens} before the call "
                                  f"ended ({error})")
                 results.append(CallResult(query, d.text, calls, error, cands, d.stop_reason,

@@ -250,6 +250,42 @@ def test_lazy_compile_is_not_saved_but_loads_a_full_compile(vocab, monkeypatch):
     assert torch.equal(lazy.mask_row(lazy.matcher().state), loaded.mask_row(loaded.matcher().state))
 
 
+@pytest.mark.parametrize("grammar, depth", [(CALLS, 4), (JSON, 3)])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_shortest_completion_finishes_in_the_fewest_bytes(vocab, grammar, depth, lazy):
+    from octogram.masking import shortest_completion
+
+    fsm = compile_grammar(grammar, vocab, cache=False, lazy=lazy, max_recursion_depth=depth)
+    # the oracle: fewest bytes to an accepting state, by a backward sweep over the full DFA
+    full = compile_grammar(grammar, vocab, cache=False, max_recursion_depth=depth).dfa
+    dist = np.where(full.accepting, 0, np.iinfo(np.int64).max)
+    for _ in range(full.num_states):
+        succ = np.where(full.trans >= 0, dist[np.maximum(full.trans, 0)], np.iinfo(np.int64).max)
+        best = np.minimum(dist, np.where(succ.min(axis=1) < np.iinfo(np.int64).max,
+                                         succ.min(axis=1) + 1, np.iinfo(np.int64).max))
+        if (best == dist).all():
+            break
+        dist = best
+    rng = random.Random(3)
+    for _ in range(30):
+        m, walked = fsm.matcher(), b""
+        for _ in range(rng.randrange(12)):
+            allowed = [t for t in m.allowed_tokens() if t not in fsm.eos_token_ids]
+            if not allowed:
+                break
+            t = rng.choice(allowed)
+            m.advance(t)
+            walked += vocab.tokens[t]
+        tokens = shortest_completion(fsm, m.state)
+        assert tokens is not None and tokens[-1] in fsm.eos_token_ids
+        assert m.consume(tokens) == len(tokens) and m.is_finished()
+        s = 0
+        for b in walked:
+            s = int(full.trans[s, b])
+        finish = b"".join(vocab.tokens[t] for t in tokens[:-1])
+        assert len(finish) == dist[s], (walked, finish)
+
+
 def test_bytes_the_vocabulary_cannot_spell_leave_no_dead_end():
     # no token spells "c": the "ac" branch must disappear, not strand a matcher after "a"
     tokens = [b"a", b"b", b"x", b""]

@@ -140,6 +140,27 @@ def test_max_new_tokens_cuts_rows_short(model_and_tokenizer, fsms):
     assert out.stop_reason == "length" and len(out.token_ids) == 3
 
 
+@pytest.mark.parametrize("limit", [10, 14, 24])
+def test_close_at_limit_finishes_rows_and_leaves_the_others_alone(model_and_tokenizer, fsms, limit):
+    from octogram.masking import shortest_completion
+
+    model, tok = model_and_tokenizer
+    fsm, eos = fsms["weather"], eos_token_ids(model, tok)[0]
+    assert len(shortest_completion(fsm, fsm.start_state)) - 1 <= limit  # it can always finish
+    prompts = [_prompt(q) for q in QUERIES]
+    plain = decode(model, tok, prompts, [fsm] * 3, max_new_tokens=limit)
+    closed = decode(model, tok, prompts, [fsm] * 3, max_new_tokens=limit, close_at_limit=True)
+    for p, c in zip(plain, closed):
+        assert c.stop_reason in ("end", "closed") and len(c.token_ids) <= limit
+        assert _accepted(fsm, c.token_ids, eos), c.text
+        if c.stop_reason == "end":  # the model finished in time on its own: nothing changed
+            assert c.token_ids == p.token_ids
+        else:  # what the model chose before the closing is kept
+            assert p.stop_reason == "length"
+    if limit == 10:
+        assert [c.stop_reason for c in closed].count("closed") >= 1
+
+
 def test_grammar_for_another_vocabulary_width_is_refused(model_and_tokenizer):
     model, tok = model_and_tokenizer
     vocab = Vocabulary.from_tokenizer(tok, logits_width(model) + 64,
