@@ -2,9 +2,11 @@
 token budget is about to run out, so that the output is still a complete string of the grammar.
 
 The path is the fewest bytes to an accepting state of the byte DFA (breadth-first; on a lazily
-compiled FSM this expands only the states within that distance), spelled with the longest
-allowed token at each point, then EOS. Greedy spelling is not always the fewest tokens, but never
-more tokens than bytes, so a row that keeps `len(completion) <= tokens left` can always finish.
+compiled FSM this expands only the states within that distance), spelled in the fewest tokens
+(a shortest path over the byte positions, each token a piece of the path), then EOS. A spelling
+never has more tokens than the path has bytes, so a caller can skip spelling while the byte
+count fits its budget. The fewest bytes need not give the fewest tokens over all paths: a
+caller that keeps `len(completion) <= tokens left` is safe, and may close a little early.
 """
 
 from __future__ import annotations
@@ -15,18 +17,23 @@ from collections import deque
 from .automaton import DEAD
 
 
-def shortest_completion(fsm, state: int) -> list[int] | None:
-    """Tokens from `state` to the end of the grammar, EOS last; None if it cannot finish.
+def completion_bytes(fsm, state: int) -> bytes | None:
+    """The fewest bytes that finish the grammar from `state`; None if none do. Memoized."""
+    memo = fsm.__dict__.setdefault("_completion_bytes", {})
+    if state not in memo:
+        memo[state] = _fewest_bytes(fsm.dfa, state)
+    return memo[state]
 
-    Memoized per state on the FSM. `state` is a `TokenFSM` state (a state of its byte DFA).
-    """
+
+def shortest_completion(fsm, state: int) -> list[int] | None:
+    """Tokens from `state` to the end of the grammar, EOS last (when the vocabulary has one);
+    None if it cannot finish. `state` is a `TokenFSM` state. Memoized per state."""
     memo = fsm.__dict__.setdefault("_completions", {})
-    got = memo.get(state, False)
-    if got is False:
-        path = _fewest_bytes(fsm.dfa, state)
-        got = None if path is None else _spell(fsm, state, path)
-        memo[state] = got
-    return got
+    if state not in memo:
+        path = completion_bytes(fsm, state)
+        memo[state] = None if path is None else _spell(fsm, path)
+    got = memo[state]
+    return None if got is None else list(got)
 
 
 def _fewest_bytes(dfa, state: int) -> bytes | None:
@@ -49,28 +56,28 @@ def _fewest_bytes(dfa, state: int) -> bytes | None:
     return None
 
 
-def _spell(fsm, state: int, path: bytes) -> list[int] | None:
-    index = fsm.index
-    tokens, out, pos = index.sorted_tokens, [], 0
-    longest = max(index.length_list, default=0)
-    while pos < len(path):
-        for end in range(min(len(path), pos + longest), pos, -1):
+def _spell(fsm, path: bytes) -> list[int] | None:
+    """The fewest tokens whose bytes are `path`, then EOS. Every piece of a path of the byte DFA
+    is allowed where it starts, so only the vocabulary decides (tokens with no bytes, the
+    special ones, are not in the index)."""
+    tokens, order = fsm.index.sorted_tokens, fsm.index.order
+    n = len(path)
+    best: list[tuple[int, int, int] | None] = [None] * (n + 1)  # (tokens, from, token id)
+    best[0] = (0, -1, -1)
+    for pos in range(n):
+        if best[pos] is None:
+            continue
+        for end in range(pos + 1, n + 1):
             piece = path[pos:end]
             i = bisect_left(tokens, piece)
-            nxt = -1
-            while i < len(tokens) and tokens[i] == piece:  # equal spellings: the first allowed
-                token = int(index.order[i])
-                nxt = fsm.step(state, token)
-                if nxt >= 0:
-                    break
-                i += 1
-            if nxt >= 0:
-                out.append(token)
-                state, pos = nxt, end
-                break
-        else:
-            return None  # the vocabulary cannot spell this byte here
-    if not fsm.eos_token_ids:
-        return out
-    eos = next((t for t in fsm.eos_token_ids if fsm.step(state, t) >= 0), None)
-    return None if eos is None else out + [eos]
+            if i == len(tokens) or not tokens[i].startswith(piece):
+                break  # no token starts with this piece, nor with any longer one
+            if tokens[i] == piece and (best[end] is None or best[pos][0] + 1 < best[end][0]):
+                best[end] = (best[pos][0] + 1, pos, int(order[i]))
+    if best[n] is None:
+        return None
+    out, pos = [], n
+    while pos > 0:
+        _, pos, token = best[pos]
+        out.append(token)
+    return out[::-1] + fsm.eos_token_ids[:1]

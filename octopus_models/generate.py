@@ -237,8 +237,6 @@ def decode(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[int]],
 def _decode_host(batch: _Batch, grammars: list[Any | None], sampler: _Sampler, eos: set[int],
                  max_new_tokens: int, jump_forward: bool,
                  on_step: Callable[[int], None] | None, close_at_limit: bool) -> list[Decoded]:
-    from octogram.masking import shortest_completion
-
     matchers = [g.matcher() if g is not None else None for g in grammars]
     out = [Decoded([], "", "length") for _ in grammars]
     rows = list(range(len(grammars)))  # batch row -> request index, for the rows still decoding
@@ -267,9 +265,13 @@ def _decode_host(batch: _Batch, grammars: list[Any | None], sampler: _Sampler, e
                 new += forced
             closed = False
             if close_at_limit and m is not None and not m.is_finished():
-                closing = _closing(m, shortest_completion, max_new_tokens - len(o.token_ids), new)
+                closing = _closing(m, max_new_tokens - len(o.token_ids), new)
                 if closing is not None:
                     new, forced, closed = closing, [], True
+                elif (len(o.token_ids) + len(new) >= max_new_tokens and m.is_accepting()
+                      and m.fsm.eos_token_ids and m.advance(m.fsm.eos_token_ids[0])):
+                    new.append(m.fsm.eos_token_ids[0])  # complete at the limit: end it here
+                    closed = True
             o.forced_tokens += len(forced)
             ended = m.is_finished() if m is not None else token in eos
             o.token_ids += new[:-1] if ended else new
@@ -298,23 +300,34 @@ def _decode_host(batch: _Batch, grammars: list[Any | None], sampler: _Sampler, e
         batch.append(chunk.to(batch.device), chunk_mask.to(batch.device))
 
 
-def _closing(m: Any, shortest_completion: Callable, left: int, new: list[int]) -> list[int] | None:
+def _closing(m: Any, left: int, new: list[int]) -> list[int] | None:
     """The tokens to append instead of the model's `new` ones (already advanced) when they leave
-    too few of the `left` tokens to finish the grammar; None when the model's choice fits."""
-    def cost(tokens: list[int] | None) -> float:  # EOS is not counted against max_new_tokens
-        if tokens is None:
-            return float("inf")
-        return len(tokens) - (1 if tokens and tokens[-1] in m.fsm.eos_token_ids else 0)
+    too few of the `left` tokens to finish the grammar; None when the model's choice fits.
+    EOS is not counted against the budget; a spelling has at most one token per byte."""
+    from octogram.masking.completion import completion_bytes, shortest_completion
 
-    if cost(shortest_completion(m.fsm, m.state)) <= left - len(new):
+    def fits(budget: int) -> list[int] | None | bool:
+        path = completion_bytes(m.fsm, m.state)
+        if path is None:
+            return False
+        if len(path) <= budget:
+            return True
+        tokens = shortest_completion(m.fsm, m.state)
+        if tokens is None:
+            return False
+        return tokens if len(tokens) - (tokens[-1] in m.fsm.eos_token_ids) <= budget else False
+
+    if fits(left - len(new)) is not False:
         return None
     m.rollback(len(new))
-    closing = shortest_completion(m.fsm, m.state)
-    if cost(closing) > left:  # it cannot finish from before them either: keep the model's choice
-        m.consume(new)
-        return None
-    m.consume(closing)
-    return closing
+    if fits(left) is not False:
+        closing = shortest_completion(m.fsm, m.state)
+        done = m.consume(closing)
+        if done == len(closing):
+            return closing
+        m.rollback(done)
+    m.consume(new)  # it cannot finish from before them either: keep the model's choice
+    return None
 
 
 def _decode_device(batch: _Batch, grammars: list[Any], sampler: _Sampler, eos: set[int],
@@ -377,7 +390,7 @@ class OctopusGenerator:
         self.mask, self.jump_forward, self.engine = mask, jump_forward, engine
         self.num_candidates, self.parallel, self.max_depth = num_candidates, parallel, max_depth
         self._vocabulary = None
-        self._fsms: dict[str, Any] = {}
+        self._fsms: dict[tuple[str, bool], Any] = {}
         self.compile_seconds = 0.0
 
     @property
@@ -408,12 +421,12 @@ class OctopusGenerator:
         from octogram.masking import compile_grammar
 
         text = self.grammar_text(candidates)
-        if text not in self._fsms:
+        lazy = self._engine() == "host"
+        if (text, lazy) not in self._fsms:
             start = time.perf_counter()
-            self._fsms[text] = compile_grammar(text, self.vocabulary,
-                                               lazy=self._engine() == "host")
+            self._fsms[text, lazy] = compile_grammar(text, self.vocabulary, lazy=lazy)
             self.compile_seconds += time.perf_counter() - start
-        return self._fsms[text]
+        return self._fsms[text, lazy]
 
     def _engine(self) -> str:
         if self.engine != "auto":
