@@ -130,6 +130,11 @@ class TokenFSM:
         self._states.extend([None] * extra)
         self._exc_maps.extend([None] * extra)
 
+    @property
+    def complete(self) -> bool:
+        """True once every reachable state is computed (always, unless compiled lazily)."""
+        return self._complete
+
     # -- queries -------------------------------------------------------------------------------
     def is_accepting(self, s: int) -> bool:
         return bool(self.dfa.accepting[s])

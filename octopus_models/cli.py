@@ -3,7 +3,8 @@
 Results go to stdout, progress and diagnostics to stderr. Bad input (a missing file, an API
 document that cannot be read, a malformed JSONL row, a bad option) is one line on stderr and
 exit status 2; `call` exits with 1 when the output is not a valid call (possible only with
-`--no-mask` or when `--max-new-tokens` cuts the call short).
+`--no-mask`, or when even the shortest completion of the call does not fit in
+`--max-new-tokens`: a masked answer that would run past it is closed with that completion).
 """
 
 from __future__ import annotations
@@ -189,7 +190,9 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-mask", action="store_true", help="decode without grammar constraints")
     p.add_argument("--candidates", type=int, default=4, metavar="K",
                    help="functions offered per query, besides no_relevant_function (default 4)")
-    p.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
+    p.add_argument("--max-new-tokens", type=int, default=128, metavar="N",
+                   help="token limit; a masked call that would not fit is closed with the "
+                   "grammar's shortest completion (default 128)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)

@@ -175,3 +175,33 @@ def test_grammar_for_another_vocabulary_width_is_refused(model_and_tokenizer):
     with pytest.raises(ValueError, match="compiled for"):
         decode(model, tok, ["x"], [fsm], max_new_tokens=2)
 
+
+
+def test_generator_compiles_lazily_and_closes_calls_at_the_limit(model_and_tokenizer, tmp_path,
+                                                                 monkeypatch):
+    """`OctopusGenerator` on CPU: grammars compiled lazily (the masks along each answer equal a
+    full compile's), and answers that would not fit in the limit closed into valid calls."""
+    import warnings
+    from pathlib import Path
+
+    from octogram.grammars import load
+    from octogram.octopus_models import OctopusGenerator
+
+    model, tok = model_and_tokenizer
+    monkeypatch.setattr("octogram.masking.cache.cache_dir", lambda: tmp_path)  # nothing cached
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the example's latitude bounds are not expressible
+        functions = load(Path(__file__).resolve().parent.parent / "octopus_models" / "examples"
+                         / "weather.json")
+        gen = OctopusGenerator(model, tok)
+        results = gen.call_batch([(q, functions) for q in QUERIES], max_new_tokens=12)
+        full = compile_grammar(gen.grammar_text(results[0].candidates), gen.vocabulary, cache=False)
+    assert all(r.error is None and r.stop_reason in ("end", "closed") for r in results)
+    assert "closed" in [r.stop_reason for r in results]
+    lazy = gen.fsm(results[0].candidates)
+    assert full.complete and not lazy.complete
+    ids = tok(results[0].text, add_special_tokens=False)["input_ids"]
+    a, b = lazy.matcher(), full.matcher()
+    for t in ids:
+        assert a.allowed_tokens() == b.allowed_tokens()
+        assert a.advance(t) and b.advance(t)
