@@ -235,11 +235,31 @@ def corpus_requests(n: int, seed: int = 0) -> tuple[list[tuple[str, list[Any]]],
     return requests, skipped
 
 
+def _call_batch_or_each(gen: Any, requests: list, max_new_tokens: int,
+                        failures: list[str]) -> list[Any]:
+    """A batch's results; when one grammar of the batch fails to compile, each row alone, and
+    the failing rows as results with the error (so one bad document does not end the run)."""
+    from octogram.masking import GrammarCompileError
+    from octogram.octopus_models.generate import CallResult
+
+    try:
+        return gen.call_batch(requests, batch_size=len(requests), max_new_tokens=max_new_tokens)
+    except GrammarCompileError:
+        out = []
+        for query, functions in requests:
+            try:
+                out += gen.call_batch([(query, functions)], max_new_tokens=max_new_tokens)
+            except GrammarCompileError as exc:
+                failures.append(str(exc)[:200])
+                out.append(CallResult(query, "", [], f"grammar: {exc}", stop_reason="grammar"))
+        return out
+
+
 def validity(model: Any, tok: Any, n: int, batch_size: int, max_new_tokens: int) -> str:
     from octogram.octopus_models import OctopusGenerator
 
     requests, skipped = corpus_requests(n)
-    rows = []
+    rows, failures = [], []
     for masked in (True, False):
         gen = OctopusGenerator(model, tok, mask=masked)
         start = time.perf_counter()
@@ -247,8 +267,8 @@ def validity(model: Any, tok: Any, n: int, batch_size: int, max_new_tokens: int)
             warnings.simplefilter("ignore")
             results = []
             for i in range(0, len(requests), batch_size):
-                results += gen.call_batch(requests[i:i + batch_size], batch_size=batch_size,
-                                          max_new_tokens=max_new_tokens)
+                results += _call_batch_or_each(gen, requests[i:i + batch_size], max_new_tokens,
+                                               failures)
                 print(f"validity masked={masked}: {len(results)}/{len(requests)}",
                       file=sys.stderr, flush=True)
         seconds = time.perf_counter() - start
@@ -265,6 +285,9 @@ def validity(model: Any, tok: Any, n: int, batch_size: int, max_new_tokens: int)
                     f"{len(closed)} | {cut} | {no_rel} | "
                     f"{seconds:.0f} s (grammar compiles {gen.compile_seconds:.0f} s) |")
     skipped_text = ", ".join(f"{v} {k}" for k, v in skipped.items())
+    if failures:  # counted above as invalid rows
+        skipped_text += ("; grammars that failed to compile (their rows count as invalid): "
+                         + "; ".join(sorted(set(failures))))
     return ("| decoding | prompts | valid calls | valid among rows that ended on their own | valid "
             "among rows closed at the limit | cut by max_new_tokens | valid no_relevant_function "
             "calls | time |\n|---|---|---|---|---|---|---|---|\n"
