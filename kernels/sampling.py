@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from . import rng
-from .bitmask import bitmask_bytes, byte_table, expand_bytes
+from .bitmask import apply_token_bitmask_, bitmask_bytes, byte_table, expand_bytes
 from .dispatch import (KernelInputError, check_bitmask, check_logits, launch_options, tl,
                        triton, use_triton)
 
@@ -60,6 +60,8 @@ def sample_constrained(logits: torch.Tensor, bitmask: torch.Tensor, *,
     if use_triton(device):
         tokens, status = sample_triton(logits, bitmask, *params, seeds,
                                        truncate=wants_truncation(top_k, top_p))
+    elif bool((params[0] == 0).all()):
+        tokens, status = greedy_torch(logits, bitmask, *params, seeds)
     else:
         tokens, status = sample_torch(logits, bitmask, *params, seeds)
     _raise_on_bad(op, status, params, temperature, top_k, top_p)
@@ -130,6 +132,58 @@ def _raise_on_bad(op, status, params, temperature, top_k, top_p) -> None:
 
 
 # ----------------------------------------------------------------------------- torch reference
+
+def greedy_torch(logits: torch.Tensor, bitmask: torch.Tensor, temperature: torch.Tensor,
+                 top_k: torch.Tensor, top_p: torch.Tensor, seed: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sample_torch` for all-greedy batches: the same tokens and status, at a fraction of the
+    cost. A row whose unmasked maximum is finite and allowed has its answer already (the first
+    maximum of all ids is then the first maximum of the allowed ones); the other rows are
+    masked in a copy. Maxima are found with vectorized `amax` over blocks (argmax is a scalar
+    loop on CPU, 20x slower)."""
+    limit = min(logits.shape[1], 32 * bitmask.shape[1])
+    if limit == 0:
+        return sample_torch(logits, bitmask, temperature, top_k, top_p, seed)
+    view = logits[:, :limit]
+    best, first = _first_max(view)
+    word = bitmask.gather(1, (first >> 5)[:, None]).squeeze(1)
+    hit = (((word >> (first & 31).to(word.dtype)) & 1) == 1) & torch.isfinite(best)
+    status = torch.full((logits.shape[0],), OK, dtype=torch.int32, device=logits.device)
+    if bool(hit.all()):
+        return first, status
+    miss = torch.nonzero(~hit).squeeze(1)
+    masked = view[miss]  # a copy (advanced indexing)
+    apply_token_bitmask_(masked, bitmask[miss])  # masked NaNs become -inf; allowed ones stay
+    best, index = _first_max(masked)
+    bad = torch.where(torch.isnan(best) | (best == float("inf")), NOT_FINITE,
+                      torch.where(best == float("-inf"), NO_CANDIDATE, OK)).to(torch.int32)
+    index = torch.where(bad == OK, index, -1)
+    return first.index_put((miss,), index), status.index_put((miss,), bad)
+
+
+def argmax_rows(logits: torch.Tensor) -> torch.Tensor:
+    """`logits.argmax(dim=1)` (the first maximum; NaN counts as the maximum), through `amax`."""
+    best, first = _first_max(logits)
+    nan = torch.isnan(best)
+    if bool(nan.any()):
+        first = torch.where(nan, logits.argmax(dim=1), first)
+    return first
+
+
+def _first_max(x: torch.Tensor, block: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of a 2-D float tensor: the maximum (NaN if any) and the first index holding it."""
+    rows, n = x.shape
+    whole = n // block * block
+    parts = [x[:, :whole].view(rows, -1, block).amax(2)] if whole else []
+    if whole < n:
+        parts.append(x[:, whole:].amax(1, keepdim=True))
+    block_max = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+    best = block_max.amax(1)
+    b = (block_max == best[:, None]).to(torch.uint8).argmax(1)  # the first block holding it
+    cols = (b[:, None] * block + torch.arange(block, device=x.device)).clamp_(max=n - 1)
+    at = (x.gather(1, cols) == best[:, None]).to(torch.uint8).argmax(1)
+    return best, cols.gather(1, at[:, None]).squeeze(1)
+
 
 def sample_torch(logits: torch.Tensor, bitmask: torch.Tensor, temperature: torch.Tensor,
                  top_k: torch.Tensor, top_p: torch.Tensor, seed: torch.Tensor

@@ -127,8 +127,10 @@ class _Sampler:
 
     def __call__(self, logits: torch.Tensor, bitmask: torch.Tensor | None) -> torch.Tensor:
         if bitmask is None:
-            if self.options["temperature"] == 0:
-                return logits.argmax(dim=-1)  # nothing to mask, nothing to draw
+            if self.options["temperature"] == 0:  # nothing to mask, nothing to draw
+                from octogram.kernels.sampling import argmax_rows
+
+                return argmax_rows(logits)
             bitmask = torch.full((logits.shape[0], (logits.shape[1] + 31) // 32), -1,
                                  dtype=torch.int32, device=logits.device)
         from octogram.kernels import sample_constrained

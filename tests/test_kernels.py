@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from octogram.kernels import (ConstrainedSamplingError, DeviceFSM, KernelInputError,
                               apply_token_bitmask_, bitmask_words, sample_constrained)
 from octogram.kernels.bitmask import apply_torch, unpack_bitmask
-from octogram.kernels.sampling import sample_torch, sampling_params, thresholds_torch
+from octogram.kernels.sampling import argmax_rows, greedy_torch, sample_torch, sampling_params, thresholds_torch
 
 NEG = float("-inf")
 
@@ -254,6 +254,49 @@ def test_greedy_is_the_masked_argmax_lowest_id_on_ties():
     bitmask = torch.tensor([[0b111111], [0b111101], [0b100101]], dtype=torch.int32)
     tokens = sample_constrained(logits, bitmask, temperature=0.0, top_k=1, top_p=0.1, seed=0)
     assert tokens.tolist() == [1, 3, 0]  # row 2: ids 0, 2, 5 allowed, 5.0 wins
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_greedy_shortcut_equals_the_reference(dtype):
+    """The all-greedy path (unmasked argmax when allowed) against the reference sampler, on rows
+    with ties, masked maxima, NaN and infinities, no candidate, and logits wider than the mask."""
+    rng = torch.Generator().manual_seed(5)
+    for case in range(300):
+        batch, vocab = 1 + case % 5, 1 + (case * 7) % 70
+        words = bitmask_words(vocab) + case % 2
+        logits = torch.randint(-3, 4, (batch, vocab + case % 3), generator=rng).to(dtype)
+        bitmask = torch.randint(-2**31, 2**31 - 1, (batch, words), dtype=torch.int32, generator=rng)
+        for r in range(batch):
+            kind = (case + r) % 6
+            if kind == 1:
+                bitmask[r] = 0  # no candidate
+            elif kind == 2:
+                logits[r, case % logits.shape[1]] = float("nan")
+            elif kind == 3:
+                logits[r, (case * 3) % logits.shape[1]] = float("inf")
+            elif kind == 4:
+                logits[r] = float("-inf")
+        params = sampling_params("test", batch, logits.device, 0.0, 0, 1.0)
+        seed = torch.tensor([case])
+        ours, ours_status = greedy_torch(logits, bitmask, *params, seed)
+        ref, ref_status = sample_torch(logits, bitmask, *params, seed)
+        assert ours_status.tolist() == ref_status.tolist(), (case, logits, bitmask)
+        ok = ref_status == 0
+        assert ours[ok].tolist() == ref[ok].tolist(), (case, logits, bitmask)
+
+
+def test_argmax_rows_equals_argmax():
+    rng = torch.Generator().manual_seed(2)
+    for case in range(200):
+        rows, n = 1 + case % 4, 1 + (case * 131) % 3000
+        x = torch.randint(-2, 3, (rows, n), generator=rng).float()
+        if case % 5 == 1:
+            x[0, (case * 7) % n] = float("nan")
+        if case % 5 == 2:
+            x[-1] = float("-inf")
+        if case % 5 == 3:
+            x[0, (case * 3) % n] = float("inf")
+        assert argmax_rows(x).tolist() == x.argmax(dim=1).tolist(), (case, x)
 
 
 def test_seeded_and_generator_streams():
