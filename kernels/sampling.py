@@ -42,7 +42,9 @@ def sample_constrained(logits: torch.Tensor, bitmask: torch.Tensor, *,
                        top_p: float | torch.Tensor = 1.0,
                        generator: torch.Generator | None = None,
                        seed: int | None = None) -> torch.Tensor:
-    """Sample one allowed token per row, without writing a masked copy of the logits.
+    """Sample one allowed token per row; the logits are not modified (the CUDA kernel writes no
+    masked copy either; on CPU, an all-greedy batch masks a copy of the rows whose maximum is
+    not allowed).
 
     logits (B, V'), bitmask int32 (B, W). temperature/top_k/top_p: a number or a (B,) tensor;
     temperature 0 is greedy, top_k 0 and top_p 1 disable truncation. The random stream is a hash
