@@ -482,6 +482,13 @@ class Lowering:
         if clipped:
             self.warn(f"a repetition bound above {self.max_repeat} in the pattern or length is not expressed", loc,
                       "pattern" if pattern is not None else "maxLength")
+        if regex.is_search(ast):
+            ast, clipped = regex.bound_search_repeats(ast, regex.SEARCH_MAX_SPREAD)
+            if clipped:
+                self.warn(f"an upper repetition bound more than {regex.SEARCH_MAX_SPREAD} above "
+                          "the lower one, in a pattern not anchored at the start, is not expressed "
+                          "(searching for it from every position needs an automaton of millions "
+                          "of states)", loc, "pattern")
         return Str(ast)
 
     def _numeric_bounds(self, s: Mapping[str, Any], loc: str):

@@ -458,6 +458,37 @@ def _trim_edge_repeats(items: list) -> list:
     return items
 
 
+# In a pattern searched from any position (not anchored at the start), a repeat with a wide
+# range makes the automaton remember every overlapping attempt: `{0,48}` there is millions of
+# states. Fixed counts (`{12}`) stay small.
+SEARCH_MAX_SPREAD = 8
+
+
+def is_search(node: Node) -> bool:
+    """True when some branch of a full-match AST starts with "any text" (no `^`)."""
+    anything = ("rep", ("set", ANY), 0, None)
+    for branch in node[1] if node[0] == "alt" else (node,):
+        first = branch[1][0] if branch[0] == "seq" and branch[1] else branch
+        if first == anything:
+            return True
+    return False
+
+
+def bound_search_repeats(node: Node, spread: int) -> tuple[Node, bool]:
+    """Replace `{n,m}` with m - n above `spread` by `{n,}`; says if it did."""
+    kind = node[0]
+    if kind in ("seq", "alt"):
+        parts = [bound_search_repeats(n, spread) for n in node[1]]
+        return (kind, tuple(p for p, _ in parts)), any(c for _, c in parts)
+    if kind == "rep":
+        inner, changed = bound_search_repeats(node[1], spread)
+        lo, hi = node[2], node[3]
+        if hi is not None and hi - lo > spread:
+            return ("rep", inner, lo, None), True
+        return ("rep", inner, lo, hi), changed
+    return node, False
+
+
 def bound_repeats(node: Node, bound: int) -> tuple[Node, bool]:
     """Replace `{n,m}` with m (or n) above `bound` by `{min(n, bound),}`; says if it did."""
     kind = node[0]

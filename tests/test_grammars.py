@@ -206,6 +206,7 @@ def test_parse_call_is_lenient_on_formatting_only():
     ({"type": "integer", "multipleOf": 5}, "multipleOf"),
     ({"type": "array", "items": {"type": "string"}, "uniqueItems": True}, "uniqueItems"),
     ({"type": "string", "pattern": "^(?=a)b$"}, "pattern"),
+    ({"type": "string", "pattern": "[a-z][a-z0-9\\-]{0,48}[a-z0-9]"}, "pattern"),
     ({"type": "string", "format": "x-custom"}, "format"),
     ({"type": "string", "format": "email"}, "format"),
     ({"type": "string", "maxLength": 1000}, "maxLength"),
@@ -233,6 +234,7 @@ def test_expressed_keywords_do_not_warn():
                         {"type": "object", "required": ["kind"], "properties": {"kind": {"const": "dog"}}}]},
         "f": {"type": "array", "prefixItems": [{"type": "integer"}], "items": False},
         "g": {"type": "string", "format": "date-time"},
+        "i": {"type": "string", "pattern": "[0-9]{12}|x{2,9}"},
         "h": {"type": "number", "minimum": -90, "maximum": 90},
     }}
     spec = FunctionSpec("f", parameters=(Parameter("x", schema),))
