@@ -62,7 +62,8 @@ _tables: dict[tuple, torch.Tensor] = {}
 
 
 def byte_table(values: tuple[float, float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    key = (values, dtype, device)
+    # a tensor made under torch.inference_mode cannot be used everywhere outside it: one per mode
+    key = (values, dtype, device, torch.is_inference_mode_enabled())
     if key not in _tables:
         _tables[key] = _byte_table(values, dtype, device)
     return _tables[key]
@@ -187,7 +188,7 @@ _buffers = threading.local()
 
 def _scratch(dtype: torch.dtype, device: torch.device, numel: int) -> torch.Tensor:
     """A per-thread buffer of at least `numel` elements, kept between calls."""
-    key = (dtype, device)
+    key = (dtype, device, torch.is_inference_mode_enabled())  # written in place: one per mode
     cache = _buffers.__dict__.setdefault("cache", {})
     if key not in cache or cache[key].numel() < numel:
         cache[key] = torch.empty(numel, dtype=dtype, device=device)

@@ -97,10 +97,9 @@ def test_generate_writes_one_row_per_query_and_reports_throughput(shared_model, 
     assert [r["query"] for r in results] == [r["query"] for r in rows]
     for r in results:
         assert r["num_tokens"] > 0
-        if r["stop_reason"] == "end":  # masked: every finished row is a valid call
-            assert r["error"] is None and len(r["calls"]) == 1
-        else:  # a long string argument can outlast --max-new-tokens; that is reported
-            assert "max_new_tokens=48" in r["error"] and r["calls"] == []
+        # masked: every row is a valid call; one that would outlast --max-new-tokens is closed
+        assert r["stop_reason"] in ("end", "closed") and r["error"] is None, r
+        assert len(r["calls"]) == 1
     assert any(r["stop_reason"] == "end" for r in results)
 
 

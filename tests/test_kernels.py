@@ -136,6 +136,18 @@ def test_apply_padded_vocabulary_and_indices():
     assert same(out, out2)
 
 
+def test_apply_inside_and_then_outside_inference_mode():
+    """Cached tables and scratch buffers made under torch.inference_mode (as in a decode loop)
+    must not leak into calls outside it, where inference tensors cannot be written."""
+    bitmask = torch.tensor([[0b1010]], dtype=torch.int32)
+    for mode in (True, False, True):
+        with torch.inference_mode(mode):
+            for dtype in (torch.float32, torch.bfloat16):
+                logits = torch.zeros(1, 4, dtype=dtype)
+                apply_token_bitmask_(logits, bitmask)
+                assert torch.isinf(logits[0, [0, 2]]).all() and (logits[0, [1, 3]] == 0).all()
+
+
 def test_apply_writes_only_masked_ids():
     logits = torch.tensor([[-0.0, float("inf"), float("nan"), 1.5, float("nan"), -0.0]])
     bitmask = torch.tensor([[0b000111]], dtype=torch.int32)
