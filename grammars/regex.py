@@ -474,34 +474,32 @@ def is_search(node: Node) -> bool:
     return False
 
 
-def bound_search_repeats(node: Node, spread: int) -> tuple[Node, bool]:
-    """Replace `{n,m}` with m - n above `spread` by `{n,}`; says if it did."""
+def _loosen_repeats(node: Node, loosen) -> tuple[Node, bool]:
+    """Replace each `{n,m}` for which `loosen(n, m)` gives a lower bound k by `{k,}`; says if
+    it did."""
     kind = node[0]
     if kind in ("seq", "alt"):
-        parts = [bound_search_repeats(n, spread) for n in node[1]]
+        parts = [_loosen_repeats(n, loosen) for n in node[1]]
         return (kind, tuple(p for p, _ in parts)), any(c for _, c in parts)
     if kind == "rep":
-        inner, changed = bound_search_repeats(node[1], spread)
+        inner, changed = _loosen_repeats(node[1], loosen)
         lo, hi = node[2], node[3]
-        if hi is not None and hi - lo > spread:
-            return ("rep", inner, lo, None), True
+        k = loosen(lo, hi)
+        if k is not None:
+            return ("rep", inner, k, None), True
         return ("rep", inner, lo, hi), changed
     return node, False
+
+
+def bound_search_repeats(node: Node, spread: int) -> tuple[Node, bool]:
+    """Replace `{n,m}` with m - n above `spread` by `{n,}`; says if it did."""
+    return _loosen_repeats(node, lambda lo, hi: lo if hi is not None and hi - lo > spread else None)
 
 
 def bound_repeats(node: Node, bound: int) -> tuple[Node, bool]:
     """Replace `{n,m}` with m (or n) above `bound` by `{min(n, bound),}`; says if it did."""
-    kind = node[0]
-    if kind in ("seq", "alt"):
-        parts = [bound_repeats(n, bound) for n in node[1]]
-        return (kind, tuple(p for p, _ in parts)), any(c for _, c in parts)
-    if kind == "rep":
-        inner, changed = bound_repeats(node[1], bound)
-        lo, hi = node[2], node[3]
-        if (hi is not None and hi > bound) or lo > bound:
-            return ("rep", inner, min(lo, bound), None), True
-        return ("rep", inner, lo, hi), changed
-    return node, False
+    return _loosen_repeats(node, lambda lo, hi: min(lo, bound)
+                           if (hi is not None and hi > bound) or lo > bound else None)
 
 
 def is_empty(node: Node) -> bool:

@@ -302,27 +302,29 @@ def _decode_host(batch: _Batch, grammars: list[Any | None], sampler: _Sampler, e
         batch.append(chunk.to(batch.device), chunk_mask.to(batch.device))
 
 
-def _closing(m: Any, left: int, new: list[int]) -> list[int] | None:
-    """The tokens to append instead of the model's `new` ones (already advanced) when they leave
-    too few of the `left` tokens to finish the grammar; None when the model's choice fits.
-    EOS is not counted against the budget; a spelling has at most one token per byte."""
+def _fits(fsm: Any, state: int, budget: int) -> bool:
+    """Whether the grammar's shortest completion from `state` fits in `budget` tokens (EOS not
+    counted). A spelling has at most one token per byte, so the bytes decide most calls."""
     from octogram.masking.completion import completion_bytes, shortest_completion
 
-    def fits(budget: int) -> list[int] | None | bool:
-        path = completion_bytes(m.fsm, m.state)
-        if path is None:
-            return False
-        if len(path) <= budget:
-            return True
-        tokens = shortest_completion(m.fsm, m.state)
-        if tokens is None:
-            return False
-        return tokens if len(tokens) - (tokens[-1] in m.fsm.eos_token_ids) <= budget else False
+    path = completion_bytes(fsm, state)
+    if path is None:
+        return False
+    if len(path) <= budget:
+        return True
+    tokens = shortest_completion(fsm, state)
+    return tokens is not None and len(tokens) - (tokens[-1] in fsm.eos_token_ids) <= budget
 
-    if fits(left - len(new)) is not False:
+
+def _closing(m: Any, left: int, new: list[int]) -> list[int] | None:
+    """The tokens to append instead of the model's `new` ones (already advanced) when they leave
+    too few of the `left` tokens to finish the grammar; None when the model's choice fits."""
+    from octogram.masking.completion import shortest_completion
+
+    if _fits(m.fsm, m.state, left - len(new)):
         return None
     m.rollback(len(new))
-    if fits(left) is not False:
+    if _fits(m.fsm, m.state, left):
         closing = shortest_completion(m.fsm, m.state)
         done = m.consume(closing)
         if done == len(closing):
