@@ -20,10 +20,6 @@ from .token_fsm import RowStore, StateResult, cross_state, state_result
 from .vocab_index import VocabIndex
 
 
-# past this many exceptions a state's next states are looked up by binary search, not a dict
-_DICT_MAX_EXCEPTIONS = 512
-
-
 def bitmask_words(vocab_size: int) -> int:
     return (vocab_size + 31) // 32
 
@@ -42,7 +38,6 @@ class TokenFSM:
         self.key = key
         self._rows = RowStore(self.words)
         self._states: list[StateResult | None] = [None] * dfa.num_states
-        self._exc_maps: list[dict | None] = [None] * dfa.num_states
         self._complete = False
         used = np.flatnonzero(dfa.used_bytes())
         self.spells_all_bytes = bool(index.single_byte[used].all())
@@ -128,7 +123,6 @@ class TokenFSM:
     def _grow(self) -> None:
         extra = self.dfa.num_states - len(self._states)
         self._states.extend([None] * extra)
-        self._exc_maps.extend([None] * extra)
 
     @property
     def complete(self) -> bool:
@@ -147,7 +141,7 @@ class TokenFSM:
 
     def step(self, s: int, token_id: int) -> int:
         """The state after `token_id`, or -1 if the token is not allowed in `s` (the hot path of
-        a decode step: one bit test and one lookup, no numpy scalars)."""
+        a decode step: one bit test and one binary search, no numpy calls)."""
         r = self._states[s] if s < len(self._states) else None
         if r is None:
             r = self.state(s)
@@ -155,24 +149,11 @@ class TokenFSM:
             return -1
         if not (self._rows.bytes_rows[r.row][token_id >> 3] >> (token_id & 7)) & 1:
             return -1
-        exc = self._exc_maps[s]
-        if exc is None:
-            return self.next_state(s, token_id)
-        return exc.get(token_id, r.default)
+        return r.next_state(token_id)
 
     def next_state(self, s: int, token_id: int) -> int:
         """The state after `token_id` (which must be allowed in `s`)."""
-        r = self.state(s)
-        if r.exc_tokens.size > _DICT_MAX_EXCEPTIONS:
-            # building a dict of 100k exceptions costs milliseconds; the array is sorted already
-            i = int(np.searchsorted(r.exc_tokens, token_id))
-            hit = i < r.exc_tokens.size and int(r.exc_tokens[i]) == token_id
-            return int(r.exc_next[i]) if hit else r.default
-        exc = self._exc_maps[s]
-        if exc is None:
-            exc = dict(zip(r.exc_tokens.tolist(), r.exc_next.tolist()))
-            self._exc_maps[s] = exc
-        return exc.get(token_id, r.default)
+        return self.state(s).next_state(token_id)
 
     def allowed_tokens(self, s: int) -> list[int]:
         row = self._rows.rows[self.state(s).row]
@@ -187,6 +168,11 @@ class TokenFSM:
 
     def mask_row_numpy(self, s: int) -> np.ndarray:
         return self._rows.rows[self.state(s).row]
+
+    def fill_row(self, dst: np.ndarray, s: int) -> None:
+        """Write state `s`'s mask into the int32 array `dst` (sparse rows by memset + scatter)."""
+        r = self._states[s] if s < len(self._states) else None
+        self._rows.fill(dst, (r if r is not None else self.state(s)).row)
 
     def finished_row(self) -> torch.Tensor:
         """The mask after EOS was consumed: only EOS again (what padding of a finished row needs)."""
@@ -255,7 +241,6 @@ class TokenFSM:
                         int(rows_np[int(r)]), int(single[s]))
             for s, (r, d) in enumerate(zip(tables["state_row"].tolist(), tables["default_next"].tolist()))
         ]
-        self._exc_maps = [None] * len(self._states)
         self._complete = True
         self.spells_all_bytes = True
         return self

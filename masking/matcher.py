@@ -83,8 +83,10 @@ class Matcher:
             self._fill_key, self._fill_dst = (bitmask, index), (target.numpy() if cpu else target)
         dst = self._fill_dst
         if isinstance(dst, np.ndarray):
-            np.copyto(dst, fsm.finished_row_numpy() if finished
-                      else fsm.mask_row_numpy(self._history[-1]))
+            if finished:
+                np.copyto(dst, fsm.finished_row_numpy())
+            else:
+                fsm.fill_row(dst, self._history[-1])
         else:
             dst.copy_(fsm.finished_row() if finished else fsm.mask_row(self._history[-1]))
 

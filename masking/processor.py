@@ -96,6 +96,9 @@ class GrammarLogitsProcessor(LogitsProcessor):
             which = self._fsm_index(row, batch)
             state, finished = self._state(which, tuple(generated[row]), row)
             fsm = self.fsms[which]
-            rows[row] = fsm.finished_row_numpy() if finished else fsm.mask_row_numpy(state)
+            if finished:
+                rows[row] = fsm.finished_row_numpy()
+            else:
+                fsm.fill_row(rows[row], state)
         apply_token_bitmask_(scores, bitmask.to(scores.device, non_blocking=True))
         return scores

@@ -25,7 +25,8 @@ from .vocab_index import VocabIndex
 
 
 class StateResult:
-    __slots__ = ("row", "default", "exc_tokens", "exc_next", "count", "single")
+    __slots__ = ("row", "default", "exc_tokens", "exc_next", "count", "single", "tokens_view",
+                 "next_view")
 
     def __init__(self, row: int, default: int, exc_tokens: np.ndarray, exc_next: np.ndarray,
                  count: int, single: int):
@@ -35,6 +36,18 @@ class StateResult:
         self.exc_next = exc_next
         self.count = count            # number of allowed tokens (EOS included)
         self.single = single          # the only allowed token, or -1
+        # zero-copy views for the per-token lookup: bisect on a memoryview reads Python ints
+        # directly, where np.searchsorted with a Python int casts the whole array first
+        self.tokens_view = memoryview(np.ascontiguousarray(exc_tokens, np.int32))
+        self.next_view = memoryview(np.ascontiguousarray(exc_next, np.int32))
+
+    def next_state(self, token_id: int) -> int:
+        """The next state of an allowed token: its exception, or the default."""
+        tokens = self.tokens_view
+        i = bisect_left(tokens, token_id)
+        if i < len(tokens) and tokens[i] == token_id:
+            return self.next_view[i]
+        return self.default
 
 
 def _walk(index: VocabIndex, dfa: DFA, pos_sorted: np.ndarray, depth: np.ndarray,
@@ -219,14 +232,22 @@ def loop_component(dfa: DFA, s: int) -> tuple[np.ndarray, np.ndarray]:
     return members, np.ascontiguousarray(rel)
 
 
+# a row with at most this many words that are not all-zero (or not all-one) is filled by a
+# memset of the destination plus a scatter of those words: most literal states allow a handful
+# of tokens, and their rows would otherwise be read whole from memory on every visit
+_SPARSE_FILL_WORDS = 256
+
+
 class RowStore:
-    """Distinct bitmask rows, deduplicated by content; each also kept as a torch view."""
+    """Distinct bitmask rows, deduplicated by content; each also kept as a torch view and with
+    the cheapest way to write it into a CPU bitmask."""
 
     def __init__(self, words: int):
         self.words = words
         self.rows: list[np.ndarray] = []
         self.torch_rows: list[torch.Tensor] = []
         self.bytes_rows: list[bytes] = []  # for bit tests without numpy scalars: bit t = byte t>>3
+        self.fill_plans: list[tuple[int, np.ndarray, np.ndarray] | None] = []
         self.by_bytes: dict[bytes, int] = {}
 
     def add(self, row: np.ndarray) -> int:
@@ -237,13 +258,32 @@ class RowStore:
             self.rows.append(row)
             self.torch_rows.append(torch.from_numpy(row))
             self.bytes_rows.append(key)
+            self.fill_plans.append(_fill_plan(row))
             self.by_bytes[key] = got
         return got
+
+    def fill(self, dst: np.ndarray, row: int) -> None:
+        """Write row `row` into the int32 array `dst`."""
+        plan = self.fill_plans[row]
+        if plan is None:
+            np.copyto(dst, self.rows[row])
+        else:
+            dst.fill(plan[0])
+            dst[plan[1]] = plan[2]
 
     def tensor(self) -> torch.Tensor:
         """All rows as one int32 tensor (R, W)."""
         stacked = np.stack(self.rows) if self.rows else np.zeros((0, self.words), np.int32)
         return torch.from_numpy(stacked.view(np.int32))
+
+
+def _fill_plan(row: np.ndarray) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """(background word, word indices, their values) for a sparse row, or None: copy it whole."""
+    for background in (0, -1):
+        idx = np.flatnonzero(row != background)
+        if idx.size <= _SPARSE_FILL_WORDS:
+            return background, idx, row[idx].copy()
+    return None
 
 
 def bitmask_row(size: int, words: int, token_ids: np.ndarray, base_mask: np.ndarray | None) -> np.ndarray:

@@ -138,6 +138,29 @@ def test_fill_bitmask_into_any_target(vocab):
         m.fill_bitmask(torch.zeros(fsm.words + 1, dtype=torch.int32))  # wrong width: an error
 
 
+def test_row_store_fill_writes_every_word_whatever_was_there():
+    """Sparse rows are written as a memset plus the words that differ from it; rows at, just
+    past and far past the sparse limit, on either background, overwrite garbage exactly."""
+    from octogram.masking.token_fsm import _SPARSE_FILL_WORDS, RowStore
+
+    rng = np.random.default_rng(5)
+    words = 2 * _SPARSE_FILL_WORDS + 37
+    store = RowStore(words)
+    cases = []
+    for background in (0, -1):
+        for changed in (0, 1, _SPARSE_FILL_WORDS, _SPARSE_FILL_WORDS + 1, words):
+            row = np.full(words, background, np.int32)
+            where = rng.choice(words, changed, replace=False)
+            row[where] = rng.integers(-2**31, 2**31 - 1, changed, dtype=np.int32)
+            cases.append((store.add(row), row))
+    planned = [store.fill_plans[i] is not None for i, _ in cases]
+    assert any(planned) and not all(planned)  # both paths are exercised
+    for i, row in cases:
+        dst = rng.integers(-2**31, 2**31 - 1, words, dtype=np.int32)
+        store.fill(dst, i)
+        np.testing.assert_array_equal(dst, row)
+
+
 def test_disallowed_token_changes_nothing(vocab):
     fsm = compile_grammar(CALLS, vocab)
     m = fsm.matcher()
