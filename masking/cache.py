@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 log = logging.getLogger(__name__)
 
-FORMAT = "octogram-token-fsm-1"
+FORMAT = "octogram-token-fsm-2"  # rows stored compact (RowStore.compact)
 _SCALARS = ("start_state", "vocab_size", "eos_token_id")
 
 
@@ -34,7 +34,7 @@ def _crc(tensors: dict[str, torch.Tensor]) -> str:
     crc = 0
     for name in sorted(tensors):
         crc = zlib.crc32(name.encode(), crc)
-        crc = zlib.crc32(tensors[name].contiguous().numpy().tobytes(), crc)
+        crc = zlib.crc32(tensors[name].contiguous().numpy().reshape(-1).view(np.uint8), crc)
     return f"{crc:08x}"
 
 
@@ -58,8 +58,11 @@ def load(path: Path, key: str):
         from safetensors import safe_open
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
+        if meta.get("format") != FORMAT:  # written by another version: replaced, not an error
+            log.info("FSM cache file %s has format %r, not %r; rebuilding", path, meta.get("format"), FORMAT)
+            return None
         tensors = load_file(str(path))
-        if meta.get("format") != FORMAT or meta.get("key") != key or meta.get("crc") != _crc(tensors):
+        if meta.get("key") != key or meta.get("crc") != _crc(tensors):
             raise ValueError("metadata or checksum mismatch")
     except Exception as exc:  # any unreadable file is rebuilt, never trusted
         log.warning("ignoring corrupted FSM cache file %s (%s); rebuilding", path, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Sequence
 
 from . import cache as fsm_cache
@@ -24,21 +25,38 @@ def compile_grammar(grammar: str, vocabulary, *, start: str = "start",
     masks of new states cost a crossing each. A lazy compile is not saved (it is incomplete), but
     it still loads a cached full compile when there is one.
     """
-    parsed, used_files = parse_lark(grammar, import_paths)
-    source_hash = grammar_hash(grammar, used_files, start, max_recursion_depth)
     eos = list(vocabulary.eos_token_ids)
-    key = hashlib.sha256(f"{source_hash}|{vocabulary.fingerprint()}|{eos}".encode()).hexdigest()
     index = vocab_index(vocabulary)
-    path = fsm_cache.cache_dir() / f"{key[:40]}.safetensors"
-    if cache:
+
+    def cache_key(used_files: dict) -> tuple[str, Path]:
+        source_hash = grammar_hash(grammar, used_files, start, max_recursion_depth)
+        key = hashlib.sha256(f"{source_hash}|{vocabulary.fingerprint()}|{eos}".encode()).hexdigest()
+        return key, fsm_cache.cache_dir() / f"{key[:40]}.safetensors"
+
+    # text without %import hashes to the same key before Lark reads it (no imported files), so
+    # a cache hit skips the parse: Lark's reading is most of the time a hit would take
+    looked = cache and isinstance(grammar, str) and "%import" not in grammar
+    if looked:
+        key, path = cache_key({})
         hit = fsm_cache.load(path, key)
         if hit is not None:
-            tables, trans, accepting = hit
-            return TokenFSM.from_tables(tables, DFA(trans, accepting), index, eos, key=key)
+            return _from_cache(hit, index, eos, key)
+    parsed, used_files = parse_lark(grammar, import_paths)
+    source_hash = grammar_hash(grammar, used_files, start, max_recursion_depth)
+    key, path = cache_key(used_files)
+    if cache and not looked:
+        hit = fsm_cache.load(path, key)
+        if hit is not None:
+            return _from_cache(hit, index, eos, key)
     compiled = compile_parsed(parsed, source_hash, start=start, max_recursion_depth=max_recursion_depth,
                               lazy=lazy)
     fsm = TokenFSM(compiled.dfa, index, eos, lazy=lazy, key=key)
     fsm.recursive_rules = compiled.recursive_rules
     if cache and not lazy:
-        fsm_cache.save(path, fsm.tables(), compiled.dfa.trans, compiled.dfa.accepting, key)
+        fsm_cache.save(path, fsm.tables(dense_rows=False), compiled.dfa.trans, compiled.dfa.accepting, key)
     return fsm
+
+
+def _from_cache(hit, index, eos: list[int], key: str) -> TokenFSM:
+    tables, trans, accepting = hit
+    return TokenFSM.from_tables(tables, DFA(trans, accepting), index, eos, key=key)

@@ -38,6 +38,7 @@ class TokenFSM:
         self.key = key
         self._rows = RowStore(self.words)
         self._states: list[StateResult | None] = [None] * dfa.num_states
+        self._tables: dict | None = None  # set when loaded from the cache: states made on use
         self._complete = False
         used = np.flatnonzero(dfa.used_bytes())
         self.spells_all_bytes = bool(index.single_byte[used].all())
@@ -53,7 +54,9 @@ class TokenFSM:
         if s >= len(self._states):  # a lazily explored DFA grew
             self._grow()
         got = self._states[s]
-        if got is None:
+        if got is None and self._tables is not None:
+            got = self._states[s] = self._state_from_tables(s)
+        elif got is None:
             ids, nxt, loop_mask = cross_state(self.dfa, self.index, s)
             got = state_result(s, ids, nxt, loop_mask, bool(self.dfa.accepting[s]),
                                self.eos_token_ids, self.vocab_size, self.words, self._rows)
@@ -136,7 +139,7 @@ class TokenFSM:
     def is_allowed(self, s: int, token_id: int) -> bool:
         if not 0 <= token_id < self.vocab_size:
             return False
-        row = self._rows.bytes_rows[self.state(s).row]
+        row = self._rows.bits(self.state(s).row)
         return bool((row[token_id >> 3] >> (token_id & 7)) & 1)
 
     def step(self, s: int, token_id: int) -> int:
@@ -147,7 +150,10 @@ class TokenFSM:
             r = self.state(s)
         if not 0 <= token_id < self.vocab_size:
             return -1
-        if not (self._rows.bytes_rows[r.row][token_id >> 3] >> (token_id & 7)) & 1:
+        bits = self._rows.bytes_rows[r.row]
+        if bits is None:
+            bits = self._rows.bits(r.row)
+        if not (bits[token_id >> 3] >> (token_id & 7)) & 1:
             return -1
         return r.next_state(token_id)
 
@@ -156,7 +162,7 @@ class TokenFSM:
         return self.state(s).next_state(token_id)
 
     def allowed_tokens(self, s: int) -> list[int]:
-        row = self._rows.rows[self.state(s).row]
+        row = self._rows.dense(self.state(s).row)
         bits = np.unpackbits(row.view(np.uint8), bitorder="little")[: self.vocab_size]
         return np.flatnonzero(bits).tolist()
 
@@ -164,10 +170,10 @@ class TokenFSM:
         return self.state(s).single
 
     def mask_row(self, s: int) -> torch.Tensor:
-        return self._rows.torch_rows[self.state(s).row]
+        return self._rows.torch_row(self.state(s).row)
 
     def mask_row_numpy(self, s: int) -> np.ndarray:
-        return self._rows.rows[self.state(s).row]
+        return self._rows.dense(self.state(s).row)
 
     def fill_row(self, dst: np.ndarray, s: int) -> None:
         """Write state `s`'s mask into the int32 array `dst` (sparse rows by memset + scatter)."""
@@ -190,16 +196,19 @@ class TokenFSM:
         return Matcher(self)
 
     # -- device tables -------------------------------------------------------------------------
-    def tables(self) -> dict:
-        """Every state's mask and transitions as flat tensors (the kernels layer's format)."""
+    def tables(self, *, dense_rows: bool = True) -> dict:
+        """Every state's mask and transitions as flat tensors (the kernels layer's format).
+        `dense_rows=False` gives the rows in the `RowStore`'s compact form instead of
+        `mask_rows` (what the on-disk cache stores)."""
         self.compile_all()
-        states = self._states
+        states = [self.state(s) for s in range(self.num_states)]
         counts = np.array([r.exc_tokens.size for r in states], np.int64)
         offsets = np.zeros(len(states) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int32)  # noqa: E731
+        rows = {"mask_rows": self._rows.tensor()} if dense_rows else self._rows.compact()
         return {
-            "mask_rows": self._rows.tensor(),
+            **rows,
             "state_row": torch.tensor([r.row for r in states], dtype=torch.int32),
             "default_next": torch.tensor([r.default for r in states], dtype=torch.int32),
             "trans_offsets": torch.from_numpy(offsets),
@@ -213,15 +222,22 @@ class TokenFSM:
         }
 
     def memory_bytes(self) -> int:
-        """Bytes held by the compiled masks and transitions (not the DFA)."""
-        rows = sum(r.nbytes for r in self._rows.rows)
-        trans = sum(r.exc_tokens.nbytes + r.exc_next.nbytes for r in self._states if r is not None)
-        return rows + trans + 16 * self.num_states
+        """Bytes held by the compiled masks and transitions (not the DFA). A loaded FSM holds
+        its flat transition tables and makes per-state objects on use."""
+        if self._tables is not None:
+            trans = sum(self._tables[k].nbytes for k in self._TABLE_KEYS)
+        else:
+            trans = sum(r.exc_tokens.nbytes + r.exc_next.nbytes for r in self._states if r is not None)
+        return self._rows.nbytes() + trans + 16 * self.num_states
+
+    _TABLE_KEYS = ("state_row", "default_next", "trans_offsets", "trans_tokens", "trans_next",
+                   "single_token")
 
     @classmethod
     def from_tables(cls, tables: dict, dfa: DFA, index: VocabIndex, eos_token_ids: list[int],
                     key: str = "") -> "TokenFSM":
-        """Rebuild a complete FSM from `tables()` output (used by the on-disk cache)."""
+        """Rebuild a complete FSM from `tables()` output, with dense or compact rows (the
+        on-disk cache). Per-state objects are made on first use."""
         self = cls.__new__(cls)
         self.dfa, self.index = dfa, index
         self.vocab_size = index.size
@@ -229,18 +245,30 @@ class TokenFSM:
         self.eos_token_ids = list(eos_token_ids)
         self.start_state = int(tables["start_state"])
         self.key = key
-        self._rows = RowStore(self.words)
-        for row in tables["mask_rows"].numpy():
-            self._rows.add(np.ascontiguousarray(row))
-        offsets = tables["trans_offsets"].numpy()
-        toks, nxt = tables["trans_tokens"].numpy(), tables["trans_next"].numpy()
-        single = tables["single_token"].numpy()
-        rows_np = [np.unpackbits(r.view(np.uint8)).sum() for r in self._rows.rows]
-        self._states = [
-            StateResult(int(r), int(d), toks[offsets[s]:offsets[s + 1]], nxt[offsets[s]:offsets[s + 1]],
-                        int(rows_np[int(r)]), int(single[s]))
-            for s, (r, d) in enumerate(zip(tables["state_row"].tolist(), tables["default_next"].tolist()))
-        ]
+        if "mask_rows" in tables:
+            rows = RowStore(self.words)
+            for row in tables["mask_rows"].numpy():
+                rows.add(np.ascontiguousarray(row))
+        else:
+            rows = RowStore.from_compact(self.words, tables)
+        self._rows = rows
+        self._tables = {k: tables[k].numpy() for k in self._TABLE_KEYS}
+        self._state_row = tables["state_row"].tolist()
+        self._default_next = tables["default_next"].tolist()
+        self._single = tables["single_token"].tolist()
+        self._offsets = tables["trans_offsets"].tolist()
+        self._row_counts: dict[int, int] = {}
+        self._states = [None] * len(self._state_row)
         self._complete = True
         self.spells_all_bytes = True
         return self
+
+    def _state_from_tables(self, s: int) -> StateResult:
+        t, lo, hi = self._tables, self._offsets[s], self._offsets[s + 1]
+        row = self._state_row[s]
+        count = self._row_counts.get(row)
+        if count is None:
+            dense = self._rows.dense(row)
+            count = self._row_counts[row] = int(np.unpackbits(dense.view(np.uint8)).sum())
+        return StateResult(row, self._default_next[s], t["trans_tokens"][lo:hi],
+                           t["trans_next"][lo:hi], count, self._single[s])

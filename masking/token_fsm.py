@@ -36,14 +36,17 @@ class StateResult:
         self.exc_next = exc_next
         self.count = count            # number of allowed tokens (EOS included)
         self.single = single          # the only allowed token, or -1
-        # zero-copy views for the per-token lookup: bisect on a memoryview reads Python ints
-        # directly, where np.searchsorted with a Python int casts the whole array first
-        self.tokens_view = memoryview(np.ascontiguousarray(exc_tokens, np.int32))
-        self.next_view = memoryview(np.ascontiguousarray(exc_next, np.int32))
+        # zero-copy views for the per-token lookup, made on first use: bisect on a memoryview
+        # reads Python ints directly, where np.searchsorted with a Python int casts the whole
+        # array first
+        self.tokens_view = self.next_view = None
 
     def next_state(self, token_id: int) -> int:
         """The next state of an allowed token: its exception, or the default."""
         tokens = self.tokens_view
+        if tokens is None:
+            tokens = self.tokens_view = memoryview(np.ascontiguousarray(self.exc_tokens, np.int32))
+            self.next_view = memoryview(np.ascontiguousarray(self.exc_next, np.int32))
         i = bisect_left(tokens, token_id)
         if i < len(tokens) and tokens[i] == token_id:
             return self.next_view[i]
@@ -232,52 +235,133 @@ def loop_component(dfa: DFA, s: int) -> tuple[np.ndarray, np.ndarray]:
     return members, np.ascontiguousarray(rel)
 
 
-# a row with at most this many words that are not all-zero (or not all-one) is filled by a
-# memset of the destination plus a scatter of those words: most literal states allow a handful
-# of tokens, and their rows would otherwise be read whole from memory on every visit
+# a row with at most this many words that are not all-zero (or not all-one) is kept sparse: it is
+# filled by a memset of the destination plus a scatter of those words (most literal states allow
+# a handful of tokens, and their dense rows would be read whole from memory on every visit), and
+# stored and cached in that form
 _SPARSE_FILL_WORDS = 256
+
+Plan = tuple[int, np.ndarray, np.ndarray]  # (background word, word indices, their values)
 
 
 class RowStore:
-    """Distinct bitmask rows, deduplicated by content; each also kept as a torch view and with
-    the cheapest way to write it into a CPU bitmask."""
+    """Distinct bitmask rows, deduplicated by content. A sparse row is kept as its fill plan and a
+    dense row as its array; the dense array, its torch view and its bytes (for bit tests without
+    numpy scalars: bit t is bit t & 7 of byte t >> 3) are made on first use."""
 
     def __init__(self, words: int):
         self.words = words
-        self.rows: list[np.ndarray] = []
-        self.torch_rows: list[torch.Tensor] = []
-        self.bytes_rows: list[bytes] = []  # for bit tests without numpy scalars: bit t = byte t>>3
-        self.fill_plans: list[tuple[int, np.ndarray, np.ndarray] | None] = []
+        self.fill_plans: list[Plan | None] = []
+        self._dense: list[np.ndarray | None] = []
+        self._torch: list[torch.Tensor | None] = []
+        self.bytes_rows: list[bytes | None] = []
         self.by_bytes: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.fill_plans)
 
     def add(self, row: np.ndarray) -> int:
         key = row.tobytes()
         got = self.by_bytes.get(key)
         if got is None:
-            got = len(self.rows)
-            self.rows.append(row)
-            self.torch_rows.append(torch.from_numpy(row))
-            self.bytes_rows.append(key)
+            got = len(self.fill_plans)
             self.fill_plans.append(_fill_plan(row))
+            self._dense.append(row)
+            self._torch.append(None)
+            self.bytes_rows.append(key)
             self.by_bytes[key] = got
         return got
 
-    def fill(self, dst: np.ndarray, row: int) -> None:
-        """Write row `row` into the int32 array `dst`."""
-        plan = self.fill_plans[row]
+    def dense(self, i: int) -> np.ndarray:
+        row = self._dense[i]
+        if row is None:
+            row = np.empty(self.words, np.int32)
+            self.fill(row, i)
+            self._dense[i] = row
+        return row
+
+    def torch_row(self, i: int) -> torch.Tensor:
+        got = self._torch[i]
+        if got is None:
+            got = self._torch[i] = torch.from_numpy(self.dense(i))
+        return got
+
+    def bits(self, i: int) -> bytes:
+        got = self.bytes_rows[i]
+        if got is None:
+            got = self.bytes_rows[i] = self.dense(i).tobytes()
+        return got
+
+    def fill(self, dst: np.ndarray, i: int) -> None:
+        """Write row `i` into the int32 array `dst`."""
+        plan = self.fill_plans[i]
         if plan is None:
-            np.copyto(dst, self.rows[row])
+            np.copyto(dst, self._dense[i])
         else:
             dst.fill(plan[0])
             dst[plan[1]] = plan[2]
 
     def tensor(self) -> torch.Tensor:
         """All rows as one int32 tensor (R, W)."""
-        stacked = np.stack(self.rows) if self.rows else np.zeros((0, self.words), np.int32)
-        return torch.from_numpy(stacked.view(np.int32))
+        out = np.empty((len(self), self.words), np.int32)
+        for i in range(len(self)):
+            self.fill(out[i], i)
+        return torch.from_numpy(out)
+
+    def nbytes(self) -> int:
+        """Bytes of the rows held: plans and the dense arrays made so far."""
+        total = 0
+        for plan, row in zip(self.fill_plans, self._dense):
+            total += (plan[1].nbytes + plan[2].nbytes) if plan is not None else 0
+            total += row.nbytes if row is not None else 0
+        return total
+
+    # -- the compact form the on-disk cache stores --------------------------------------------
+    def compact(self) -> dict[str, torch.Tensor]:
+        """Dense rows stacked, sparse rows as concatenated plans; `row_dense[i]` is row i's
+        index among the dense rows, or -1 when it is sparse."""
+        dense_ids = [i for i, p in enumerate(self.fill_plans) if p is None]
+        plans = [p if p is not None else (0, np.zeros(0, np.int64), np.zeros(0, np.int32))
+                 for p in self.fill_plans]
+        sizes = np.array([p[1].size for p in plans], np.int64)
+        offsets = np.zeros(len(plans) + 1, np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        position = np.full(len(plans), -1, np.int64)
+        position[dense_ids] = np.arange(len(dense_ids))
+        cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+        dense = (np.stack([self._dense[i] for i in dense_ids]) if dense_ids
+                 else np.zeros((0, self.words), np.int32))
+        return {
+            "rows_dense": torch.from_numpy(dense),
+            "row_dense": torch.from_numpy(position),
+            "row_background": torch.tensor([p[0] for p in plans], dtype=torch.int32),
+            "row_offsets": torch.from_numpy(offsets),
+            "row_words": torch.from_numpy(cat([p[1] for p in plans], np.int32)),
+            "row_values": torch.from_numpy(cat([p[2] for p in plans], np.int32)),
+        }
+
+    @classmethod
+    def from_compact(cls, words: int, t: dict[str, torch.Tensor]) -> "RowStore":
+        self = cls(words)
+        dense = t["rows_dense"].numpy()
+        position = t["row_dense"].tolist()
+        background = t["row_background"].tolist()
+        offsets = t["row_offsets"].tolist()
+        idx, vals = t["row_words"].numpy().astype(np.intp), t["row_values"].numpy()
+        for i, d in enumerate(position):
+            if d >= 0:
+                self.fill_plans.append(None)
+                self._dense.append(dense[d])
+            else:
+                self.fill_plans.append((background[i], idx[offsets[i]:offsets[i + 1]],
+                                        vals[offsets[i]:offsets[i + 1]]))
+                self._dense.append(None)
+        self._torch = [None] * len(position)
+        self.bytes_rows = [None] * len(position)
+        return self
 
 
-def _fill_plan(row: np.ndarray) -> tuple[int, np.ndarray, np.ndarray] | None:
+def _fill_plan(row: np.ndarray) -> Plan | None:
     """(background word, word indices, their values) for a sparse row, or None: copy it whole."""
     for background in (0, -1):
         idx = np.flatnonzero(row != background)

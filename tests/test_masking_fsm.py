@@ -155,10 +155,15 @@ def test_row_store_fill_writes_every_word_whatever_was_there():
             cases.append((store.add(row), row))
     planned = [store.fill_plans[i] is not None for i, _ in cases]
     assert any(planned) and not all(planned)  # both paths are exercised
+    loaded = RowStore.from_compact(words, store.compact())  # the on-disk cache's form
     for i, row in cases:
-        dst = rng.integers(-2**31, 2**31 - 1, words, dtype=np.int32)
-        store.fill(dst, i)
-        np.testing.assert_array_equal(dst, row)
+        for source in (store, loaded):
+            dst = rng.integers(-2**31, 2**31 - 1, words, dtype=np.int32)
+            source.fill(dst, i)
+            np.testing.assert_array_equal(dst, row)
+            np.testing.assert_array_equal(source.dense(i), row)
+            assert source.bits(i) == row.tobytes()
+    assert torch.equal(loaded.tensor(), store.tensor())
 
 
 def test_disallowed_token_changes_nothing(vocab):
@@ -245,9 +250,18 @@ def test_second_compile_is_a_load_and_corruption_is_rebuilt(vocab, monkeypatch, 
     calls = []
     real = compile_module.compile_parsed
     monkeypatch.setattr(compile_module, "compile_parsed", lambda *a, **k: calls.append(1) or real(*a, **k))
+    parses = []
+    real_parse = compile_module.parse_lark
+    monkeypatch.setattr(compile_module, "parse_lark", lambda *a, **k: parses.append(1) or real_parse(*a, **k))
     second = compile_grammar(CALLS, vocab)
-    assert calls == []
-    assert torch.equal(first.tables()["mask_rows"], second.tables()["mask_rows"])
+    assert calls == [] and parses == []  # no %import: the key needs no parse, and a hit no compile
+    expected, loaded = first.tables(), second.tables()
+    for name, value in expected.items():
+        assert (torch.equal(value, loaded[name]) if isinstance(value, torch.Tensor)
+                else value == loaded[name]), name
+    for s in range(first.num_states):
+        a, b = first.state(s), second.state(s)
+        assert (a.count, a.single, a.default) == (b.count, b.single, b.default)
     data = bytearray(files[0].read_bytes())
     data[-100] ^= 0xFF  # flip a byte inside the tensor data
     files[0].write_bytes(bytes(data))
@@ -256,6 +270,21 @@ def test_second_compile_is_a_load_and_corruption_is_rebuilt(vocab, monkeypatch, 
     assert torch.equal(first.tables()["mask_rows"], third.tables()["mask_rows"])
     compile_grammar(CALLS, vocab, cache=False)
     assert calls == [1, 1]
+
+
+def test_grammar_with_imports_is_cached_under_its_imported_files(vocab, monkeypatch, tmp_path):
+    import octogram.masking.compile as compile_module
+    (tmp_path / "lib.lark").write_text('NUM: /[0-9]+/\n')
+    text = '%import lib.NUM\nstart: "n=" NUM\n'
+    first = compile_grammar(text, vocab, import_paths=[str(tmp_path)])
+    calls = []
+    real = compile_module.compile_parsed
+    monkeypatch.setattr(compile_module, "compile_parsed", lambda *a, **k: calls.append(1) or real(*a, **k))
+    second = compile_grammar(text, vocab, import_paths=[str(tmp_path)])
+    assert calls == [] and torch.equal(first.tables()["mask_rows"], second.tables()["mask_rows"])
+    (tmp_path / "lib.lark").write_text('NUM: /[0-7]+/\n')  # an imported file changed: recompile
+    third = compile_grammar(text, vocab, import_paths=[str(tmp_path)])
+    assert calls == [1] and not torch.equal(first.tables()["mask_rows"], third.tables()["mask_rows"])
 
 
 def test_lazy_compile_is_not_saved_but_loads_a_full_compile(vocab, monkeypatch):
