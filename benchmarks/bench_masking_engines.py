@@ -72,8 +72,7 @@ class Octogram(Engine):
 
     def prime(self, cold: TokenFSM) -> None:
         """Write the cache file of a complete FSM, as `compile_grammar(cache=True)` would."""
-        path = fsm_cache.cache_dir() / f"{cold.key[:40]}.safetensors"
-        fsm_cache.save(path, cold.tables(), cold.dfa.trans, cold.dfa.accepting, cold.key)
+        fsm_cache.save_fsm(cold)
         self._files = self._listing()
 
     def check_hit(self) -> None:

@@ -38,6 +38,15 @@ def _crc(tensors: dict[str, torch.Tensor]) -> str:
     return f"{crc:08x}"
 
 
+def path_for(key: str) -> Path:
+    return cache_dir() / f"{key[:40]}.safetensors"
+
+
+def save_fsm(fsm) -> None:
+    """Write a complete `TokenFSM` under its key (rows in the compact form)."""
+    save(path_for(fsm.key), fsm.tables(dense_rows=False), fsm.dfa.trans, fsm.dfa.accepting, fsm.key)
+
+
 def save(path: Path, tables: dict, dfa_trans: np.ndarray, dfa_accepting: np.ndarray, key: str) -> None:
     tensors = {k: v.contiguous() for k, v in tables.items() if isinstance(v, torch.Tensor)}
     tensors["dfa_trans"] = torch.from_numpy(np.ascontiguousarray(dfa_trans))

@@ -31,7 +31,7 @@ def compile_grammar(grammar: str, vocabulary, *, start: str = "start",
     def cache_key(used_files: dict) -> tuple[str, Path]:
         source_hash = grammar_hash(grammar, used_files, start, max_recursion_depth)
         key = hashlib.sha256(f"{source_hash}|{vocabulary.fingerprint()}|{eos}".encode()).hexdigest()
-        return key, fsm_cache.cache_dir() / f"{key[:40]}.safetensors"
+        return key, fsm_cache.path_for(key)
 
     # text without %import hashes to the same key before Lark reads it (no imported files), so
     # a cache hit skips the parse: Lark's reading is most of the time a hit would take
@@ -53,7 +53,7 @@ def compile_grammar(grammar: str, vocabulary, *, start: str = "start",
     fsm = TokenFSM(compiled.dfa, index, eos, lazy=lazy, key=key)
     fsm.recursive_rules = compiled.recursive_rules
     if cache and not lazy:
-        fsm_cache.save(path, fsm.tables(dense_rows=False), compiled.dfa.trans, compiled.dfa.accepting, key)
+        fsm_cache.save_fsm(fsm)
     return fsm
 
 

@@ -14,6 +14,7 @@ vocabulary and walked byte by byte, all at once with numpy.
 
 from __future__ import annotations
 
+import weakref
 from bisect import bisect_left
 
 import numpy as np
@@ -115,8 +116,95 @@ def cross_state(dfa: DFA, index: VocabIndex, s: int) -> tuple[np.ndarray, np.nda
         pos = np.concatenate([ends_inside, pos])
         st = np.concatenate([members[end_rel[ends_inside]], st])
         return index.order[pos], st, (loop_mask if loop_mask.any() else None)
-
+    if candidates >= _COMPONENT_MIN_CANDIDATES:
+        chain = chain_of(dfa, s)
+        if chain is not None:
+            return cross_chain(dfa, index, chain)
     return _descend(index, dfa, s, first)
+
+
+# a state sends at least this many bytes to one next state for it to start a run (below)
+_CHAIN_MIN_BYTES = 8
+
+
+class Chain:
+    """A run of states that behave alike: `states[j]` sends every byte of `in_class` to
+    `states[j + 1]` (the last one to `after`, which may be DEAD) and every other byte where
+    `states[0]` sends it. A bounded repeat (`[0-9A-Za-z_-]{1,64}`) is such a run, one state per
+    position. Where a token leaves the class, and where the rest of it leads from there, do not
+    depend on the position: that walk is shared by all the run's states (`exits`)."""
+
+    __slots__ = ("states", "in_class", "row", "after")
+
+    def __init__(self, states: list[int], in_class: np.ndarray, row: np.ndarray, after: int):
+        self.states, self.in_class, self.row, self.after = states, in_class, row, after
+
+
+def chain_of(dfa: DFA, s: int) -> Chain | None:
+    row = dfa.row(s)
+    live = row[row != DEAD]
+    if live.size < _CHAIN_MIN_BYTES:
+        return None
+    values, counts = np.unique(live, return_counts=True)
+    q = int(values[counts.argmax()])
+    if q == s or counts.max() < _CHAIN_MIN_BYTES:
+        return None
+    in_class = row == q
+    outside = row[~in_class]
+    states, seen, nxt = [s], {s}, q
+    while nxt != DEAD and nxt not in seen:
+        r = dfa.row(nxt)
+        inside = r[in_class]
+        if not ((inside == inside[0]).all() and np.array_equal(r[~in_class], outside)):
+            break
+        states.append(nxt)
+        seen.add(nxt)
+        nxt = int(inside[0])
+    if len(states) < 2:
+        return None
+    return Chain(states, in_class, row, nxt)
+
+
+_exits: "weakref.WeakKeyDictionary[DFA, dict]" = weakref.WeakKeyDictionary()
+
+
+def chain_exits(dfa: DFA, index: VocabIndex, chain: Chain):
+    """For the tokens that leave the run's byte class: the first byte outside it goes where the
+    run's states send it, and the rest of the token is walked from there. Returns the sorted
+    positions of the tokens that survive, how many class bytes each starts with, and the state
+    each ends in. Computed once per DFA, vocabulary, class and row."""
+    memo = _exits.setdefault(dfa, {})
+    key = (id(index), chain.in_class.tobytes(), chain.row.tobytes())
+    got = memo.get(key)
+    if got is None:
+        run = index.class_run(chain.in_class)
+        pos = np.flatnonzero(run < index.length)
+        nxt = chain.row[index.buf[index.start[pos] + run[pos]]]
+        alive = nxt != DEAD
+        pos, nxt = pos[alive], nxt[alive]
+        done, state = _walk(index, dfa, pos, run[pos].astype(np.int64) + 1, nxt)
+        got = memo[key] = (done, run[done], state)
+    return got
+
+
+def cross_chain(dfa: DFA, index: VocabIndex, chain: Chain) -> tuple[np.ndarray, np.ndarray, None]:
+    """`cross_state` of `chain.states[0]`, from the class runs of the tokens and the shared exits."""
+    m = len(chain.states) - 1
+    run = index.class_run(chain.in_class)          # leading bytes of each token in the class
+    length = index.length
+    inside = np.flatnonzero((run == length) & (length <= m))   # ends inside the run
+    st_inside = np.asarray(chain.states, np.int64)[length[inside]]
+    exit_pos, exit_run, exit_state = chain_exits(dfa, index, chain)
+    leaves = exit_run <= m                          # leaves the class at a state of the run
+    pos, st = [inside, exit_pos[leaves]], [st_inside, exit_state[leaves]]
+    if chain.after != DEAD:                         # tokens that run past the last state
+        past = np.flatnonzero(run > m)
+        p2, s2 = _walk(index, dfa, past, np.full(past.size, m + 1, np.int64),
+                       np.full(past.size, chain.after, np.int64))
+        pos.append(p2)
+        st.append(s2)
+    pos, st = np.concatenate(pos), np.concatenate(st)
+    return index.order[pos], st, None
 
 
 # below this many tokens, or past this many allowed bytes, a range is walked rather than split

@@ -39,6 +39,22 @@ class VocabIndex:
         self.single_byte = np.zeros(256, bool)
         self.single_byte[first[self.length == 1]] = True
         self._component_cache: dict[bytes, tuple] = {}
+        self._run_cache: dict[bytes, np.ndarray] = {}
+
+    def class_run(self, in_class: np.ndarray) -> np.ndarray:
+        """Per sorted token: how many of its leading bytes are in the byte set `in_class`."""
+        key = in_class.tobytes()
+        got = self._run_cache.get(key)
+        if got is None:
+            got = np.zeros(len(self.order), np.int32)
+            idx, depth = np.arange(len(self.order)), 0
+            while idx.size:
+                idx = idx[self.length[idx] > depth]
+                idx = idx[in_class[self.buf[self.start[idx] + depth]]]
+                got[idx] += 1
+                depth += 1
+            self._run_cache[key] = got
+        return got
 
     def component_walk(self, rel: np.ndarray):
         """Walk every token through a loop component's table from its first state (index 0).

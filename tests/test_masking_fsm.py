@@ -379,3 +379,34 @@ def test_random_grammars_and_vocabularies(text, seed):
         m = fsm.matcher()
         seg = random_segmentation(data, by_bytes, rng)
         assert m.consume(seg) == len(seg) and m.is_accepting()
+
+
+RUNS = r'''
+start: "id=" ID ", tok=" TOKEN ", pin=" PIN ", name=" NAME
+ID: /[a-z0-9_-]{1,12}/
+TOKEN: /"[A-Za-z0-9]{2,9}"/
+PIN: /[0-9]{4}[a-f]{0,3}/
+NAME: /[a-z]{3,}/
+'''
+
+
+@pytest.mark.parametrize("text", [RUNS, CALLS])
+def test_runs_of_alike_states_cross_like_a_plain_walk(vocab, text):
+    """Every state that starts a run (a bounded repeat, one state per position) gets exactly the
+    tokens and next states of the plain trie descent, from the shared exit walk."""
+    from octogram.masking import token_fsm as tf
+    from octogram.masking.vocab_index import vocab_index
+
+    dfa = compile_lark(text).dfa
+    index = vocab_index(vocab)
+    runs = 0
+    for s in range(dfa.num_states):
+        chain = tf.chain_of(dfa, s)
+        if chain is None:
+            continue
+        runs += 1
+        ids, nxt, _ = tf.cross_chain(dfa, index, chain)
+        first = np.flatnonzero(dfa.row(s) != -1)
+        ids2, nxt2, _ = tf._descend(index, dfa, s, first)
+        assert sorted(zip(ids.tolist(), nxt.tolist())) == sorted(zip(ids2.tolist(), nxt2.tolist()))
+    assert runs >= (10 if text is RUNS else 0)
