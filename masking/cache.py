@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 log = logging.getLogger(__name__)
 
-FORMAT = "octogram-token-fsm-2"  # rows stored compact (RowStore.compact)
+FORMAT = "octogram-token-fsm-2"  # TokenFSM.tables(compact=True)
 _SCALARS = ("start_state", "vocab_size", "eos_token_id")
 
 
@@ -44,7 +44,7 @@ def path_for(key: str) -> Path:
 
 def save_fsm(fsm) -> None:
     """Write a complete `TokenFSM` under its key (rows in the compact form)."""
-    save(path_for(fsm.key), fsm.tables(dense_rows=False), fsm.dfa.trans, fsm.dfa.accepting, fsm.key)
+    save(path_for(fsm.key), fsm.tables(compact=True), fsm.dfa.trans, fsm.dfa.accepting, fsm.key)
 
 
 def save(path: Path, tables: dict, dfa_trans: np.ndarray, dfa_accepting: np.ndarray, key: str) -> None:

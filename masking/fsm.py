@@ -59,7 +59,8 @@ class TokenFSM:
         elif got is None:
             ids, nxt, loop_mask = cross_state(self.dfa, self.index, s)
             got = state_result(s, ids, nxt, loop_mask, bool(self.dfa.accepting[s]),
-                               self.eos_token_ids, self.vocab_size, self.words, self._rows)
+                               self.eos_token_ids, self.vocab_size, self.words, self._rows,
+                               self.index)
             self._states[s] = got
         return got
 
@@ -72,10 +73,7 @@ class TokenFSM:
         while queue:
             s = queue.popleft()
             r = self.state(s)
-            targets = set(r.exc_next.tolist())
-            if r.default >= 0:
-                targets.add(r.default)
-            for t in targets:
+            for t in r.targets():
                 if t not in seen:
                     seen.add(t)
                     queue.append(t)
@@ -94,7 +92,7 @@ class TokenFSM:
         preds: dict[int, set[int]] = {}
         for s in reachable:
             r = self._states[s]
-            for t in set(r.exc_next.tolist()) | ({r.default} if r.default >= 0 else set()):
+            for t in r.targets():
                 preds.setdefault(t, set()).add(s)
         queue = deque(live)
         while queue:
@@ -111,14 +109,14 @@ class TokenFSM:
         # rebuild the states that can reach a dead one, without the tokens that lead there
         for s in live:
             r = self._states[s]
-            nexts = set(r.exc_next.tolist()) | ({r.default} if r.default >= 0 else set())
+            nexts = r.targets()
             if nexts <= live:
                 continue
             ids, nxt, loop_mask = cross_state(self.dfa, self.index, s)
             keep = np.isin(nxt, list(live))
             self._states[s] = state_result(s, ids[keep], nxt[keep], loop_mask,
                                            bool(self.dfa.accepting[s]), self.eos_token_ids,
-                                           self.vocab_size, self.words, self._rows)
+                                           self.vocab_size, self.words, self._rows, self.index)
         for s in reachable - live:
             self._states[s] = state_result(s, np.zeros(0, np.int64), np.zeros(0, np.int64), None,
                                            False, [], self.vocab_size, self.words, self._rows)
@@ -196,42 +194,61 @@ class TokenFSM:
         return Matcher(self)
 
     # -- device tables -------------------------------------------------------------------------
-    def tables(self, *, dense_rows: bool = True) -> dict:
-        """Every state's mask and transitions as flat tensors (the kernels layer's format).
-        `dense_rows=False` gives the rows in the `RowStore`'s compact form instead of
-        `mask_rows` (what the on-disk cache stores)."""
+    def tables(self, *, compact: bool = False) -> dict:
+        """Every state's mask and transitions as flat tensors (the kernels layer's format: a
+        default next state per state plus exceptions). `compact=True` is the on-disk cache's
+        form instead: rows as the `RowStore` keeps them, and states that keep a next state per
+        token length with `length_offsets`/`length_next` and only their own exceptions."""
         self.compile_all()
         states = [self.state(s) for s in range(self.num_states)]
-        counts = np.array([r.exc_tokens.size for r in states], np.int64)
+        exc = [(r.exc_tokens, r.exc_next) if compact or r.length_next is None else self._expanded(r)
+               for r in states]
+        counts = np.array([t.size for t, _ in exc], np.int64)
         offsets = np.zeros(len(states) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
-        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int32)  # noqa: E731
-        rows = {"mask_rows": self._rows.tensor()} if dense_rows else self._rows.compact()
-        return {
-            **rows,
+        cat = lambda xs: np.concatenate(xs).astype(np.int32) if xs else np.zeros(0, np.int32)  # noqa: E731
+        out = {
+            **(self._rows.compact() if compact else {"mask_rows": self._rows.tensor()}),
             "state_row": torch.tensor([r.row for r in states], dtype=torch.int32),
             "default_next": torch.tensor([r.default for r in states], dtype=torch.int32),
             "trans_offsets": torch.from_numpy(offsets),
-            "trans_tokens": torch.from_numpy(cat([r.exc_tokens for r in states]).astype(np.int32)),
-            "trans_next": torch.from_numpy(cat([r.exc_next for r in states]).astype(np.int32)),
+            "trans_tokens": torch.from_numpy(cat([t for t, _ in exc])),
+            "trans_next": torch.from_numpy(cat([n for _, n in exc])),
             "accepting": torch.from_numpy(self.dfa.accepting[:len(states)].copy()),
             "single_token": torch.tensor([r.single for r in states], dtype=torch.int32),
             "start_state": self.start_state,
             "vocab_size": self.vocab_size,
             "eos_token_id": self.eos_token_ids[0] if self.eos_token_ids else -1,
         }
+        if compact:
+            per_length = [r.length_next or [] for r in states]
+            lo = np.zeros(len(states) + 1, np.int64)
+            np.cumsum([len(x) for x in per_length], out=lo[1:])
+            out["length_offsets"] = torch.from_numpy(lo)
+            out["length_next"] = torch.tensor([v for x in per_length for v in x], dtype=torch.int32)
+        return out
+
+    def _expanded(self, r: StateResult) -> tuple[np.ndarray, np.ndarray]:
+        """A per-length state's transitions as a default plus exceptions."""
+        bits = np.unpackbits(self._rows.dense(r.row).view(np.uint8), bitorder="little")
+        ids = np.flatnonzero(bits[:self.vocab_size])
+        nxt = r.next_states(ids, self.index.id_length)
+        keep = nxt != r.default
+        keep[np.isin(ids, self.eos_token_ids)] = True  # EOS always has its own entry
+        return ids[keep].astype(np.int32), nxt[keep].astype(np.int32)
 
     def memory_bytes(self) -> int:
         """Bytes held by the compiled masks and transitions (not the DFA). A loaded FSM holds
         its flat transition tables and makes per-state objects on use."""
         if self._tables is not None:
-            trans = sum(self._tables[k].nbytes for k in self._TABLE_KEYS)
+            trans = sum(v.nbytes for v in self._tables.values())
         else:
-            trans = sum(r.exc_tokens.nbytes + r.exc_next.nbytes for r in self._states if r is not None)
+            trans = sum(r.exc_tokens.nbytes + r.exc_next.nbytes + 8 * len(r.length_next or ())
+                        for r in self._states if r is not None)
         return self._rows.nbytes() + trans + 16 * self.num_states
 
     _TABLE_KEYS = ("state_row", "default_next", "trans_offsets", "trans_tokens", "trans_next",
-                   "single_token")
+                   "single_token", "length_offsets", "length_next")
 
     @classmethod
     def from_tables(cls, tables: dict, dfa: DFA, index: VocabIndex, eos_token_ids: list[int],
@@ -252,11 +269,13 @@ class TokenFSM:
         else:
             rows = RowStore.from_compact(self.words, tables)
         self._rows = rows
-        self._tables = {k: tables[k].numpy() for k in self._TABLE_KEYS}
+        self._tables = {k: tables[k].numpy() for k in self._TABLE_KEYS if k in tables}
         self._state_row = tables["state_row"].tolist()
         self._default_next = tables["default_next"].tolist()
         self._single = tables["single_token"].tolist()
         self._offsets = tables["trans_offsets"].tolist()
+        self._length_offsets = (tables["length_offsets"].tolist() if "length_offsets" in tables
+                                else None)
         self._row_counts: dict[int, int] = {}
         self._states = [None] * len(self._state_row)
         self._complete = True
@@ -270,5 +289,10 @@ class TokenFSM:
         if count is None:
             dense = self._rows.dense(row)
             count = self._row_counts[row] = int(np.unpackbits(dense.view(np.uint8)).sum())
+        length_next = None
+        if self._length_offsets is not None:
+            a, b = self._length_offsets[s], self._length_offsets[s + 1]
+            length_next = t["length_next"][a:b].tolist() if b > a else None
         return StateResult(row, self._default_next[s], t["trans_tokens"][lo:hi],
-                           t["trans_next"][lo:hi], count, self._single[s])
+                           t["trans_next"][lo:hi], count, self._single[s], length_next,
+                           self.index.id_length_list if length_next is not None else None)

@@ -27,23 +27,28 @@ from .vocab_index import VocabIndex
 
 class StateResult:
     __slots__ = ("row", "default", "exc_tokens", "exc_next", "count", "single", "tokens_view",
-                 "next_view")
+                 "next_view", "length_next", "lengths")
 
     def __init__(self, row: int, default: int, exc_tokens: np.ndarray, exc_next: np.ndarray,
-                 count: int, single: int):
+                 count: int, single: int, length_next: list[int] | None = None,
+                 lengths: list[int] | None = None):
         self.row = row                # index of the state's bitmask row
         self.default = default        # next state of allowed tokens without an exception, or -1
         self.exc_tokens = exc_tokens  # sorted int32 token ids whose next state differs
         self.exc_next = exc_next
         self.count = count            # number of allowed tokens (EOS included)
         self.single = single          # the only allowed token, or -1
+        # or, in place of the default: the next state by the token's byte length (a bounded
+        # repeat, where k more bytes lead k positions on); `lengths` is the vocabulary's
+        self.length_next = length_next
+        self.lengths = lengths
         # zero-copy views for the per-token lookup, made on first use: bisect on a memoryview
         # reads Python ints directly, where np.searchsorted with a Python int casts the whole
         # array first
         self.tokens_view = self.next_view = None
 
     def next_state(self, token_id: int) -> int:
-        """The next state of an allowed token: its exception, or the default."""
+        """The next state of an allowed token: its exception, else its length's or the default."""
         tokens = self.tokens_view
         if tokens is None:
             tokens = self.tokens_view = memoryview(np.ascontiguousarray(self.exc_tokens, np.int32))
@@ -51,7 +56,29 @@ class StateResult:
         i = bisect_left(tokens, token_id)
         if i < len(tokens) and tokens[i] == token_id:
             return self.next_view[i]
+        if self.length_next is not None:
+            return self.length_next[self.lengths[token_id]]
         return self.default
+
+    def targets(self) -> set[int]:
+        """Every state an allowed token may lead to (a superset when kept by length)."""
+        out = set(self.exc_next.tolist())
+        out.update(self.length_next if self.length_next is not None else ())
+        if self.default >= 0:
+            out.add(self.default)
+        return out
+
+    def next_states(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """`next_state` of many allowed tokens at once (`lengths`: the vocabulary's byte lengths)."""
+        if self.length_next is not None:
+            out = np.asarray(self.length_next, np.int64)[lengths[token_ids]]
+        else:
+            out = np.full(token_ids.size, self.default, np.int64)
+        if self.exc_tokens.size:
+            i = np.minimum(np.searchsorted(self.exc_tokens, token_ids), self.exc_tokens.size - 1)
+            hit = self.exc_tokens[i] == token_ids
+            out[hit] = self.exc_next[i[hit]]
+        return out
 
 
 def _walk(index: VocabIndex, dfa: DFA, pos_sorted: np.ndarray, depth: np.ndarray,
@@ -470,9 +497,27 @@ def bitmask_row(size: int, words: int, token_ids: np.ndarray, base_mask: np.ndar
     return row.view(np.int32)
 
 
+# past this many exceptions, a state whose next states follow the tokens' byte lengths keeps a
+# next state per length instead of one default, when that halves the exceptions
+_LENGTH_MIN_EXCEPTIONS = 1024
+
+
+def _next_by_length(lengths: np.ndarray, next_states: np.ndarray, default: int) -> np.ndarray:
+    """The most common next state of each token length (`default` for lengths not present)."""
+    base = int(next_states.max()) + 1
+    pairs, counts = np.unique(lengths * base + next_states, return_counts=True)
+    length, state = pairs // base, pairs % base
+    order = np.lexsort((-counts, length))  # per length, the most common first
+    first = np.ones(order.size, bool)
+    first[1:] = length[order][1:] != length[order][:-1]
+    table = np.full(int(lengths.max()) + 1, default, np.int64)
+    table[length[order][first]] = state[order][first]
+    return table
+
+
 def state_result(s: int, token_ids: np.ndarray, next_states: np.ndarray, loop_mask: np.ndarray | None,
                  accepting: bool, eos_ids: list[int], size: int, words: int,
-                 rows: RowStore) -> StateResult:
+                 rows: RowStore, index: VocabIndex | None = None) -> StateResult:
     if accepting and eos_ids:
         eos = np.asarray(eos_ids, np.int64)
         token_ids = np.concatenate([token_ids, eos])
@@ -496,6 +541,15 @@ def state_result(s: int, token_ids: np.ndarray, next_states: np.ndarray, loop_ma
     is_exc = next_states != default
     if accepting and eos_ids:
         is_exc[-len(eos_ids):] = True  # EOS always has its own entry
+    length_next = None
+    if index is not None and loop_mask is None and int(is_exc.sum()) > _LENGTH_MIN_EXCEPTIONS:
+        lengths = index.id_length[token_ids]
+        table = _next_by_length(lengths, next_states, default)
+        by_length = next_states != table[lengths]
+        if accepting and eos_ids:
+            by_length[-len(eos_ids):] = True
+        if 2 * int(by_length.sum()) <= int(is_exc.sum()):
+            is_exc, length_next = by_length, table.tolist()
     order = np.argsort(token_ids[is_exc], kind="stable")
     exc_tokens = token_ids[is_exc][order].astype(np.int32)
     exc_next = next_states[is_exc][order].astype(np.int32)
@@ -503,4 +557,5 @@ def state_result(s: int, token_ids: np.ndarray, next_states: np.ndarray, loop_ma
     single = -1
     if count == 1:
         single = int(token_ids[0]) if token_ids.size else int(np.flatnonzero(loop_mask)[0])
-    return StateResult(row, default, exc_tokens, exc_next, count, single)
+    return StateResult(row, default, exc_tokens, exc_next, count, single, length_next,
+                       index.id_length_list if length_next is not None else None)

@@ -21,6 +21,9 @@ class VocabIndex:
         self.size = vocabulary.size
         order = np.asarray(vocabulary.sorted_ids, np.int64)
         lengths = np.asarray(vocabulary.token_lengths, np.int64)
+        self.id_length = np.zeros(self.size, np.int64)             # token id -> byte length
+        self.id_length[:lengths.size] = lengths[:self.size]
+        self.id_length_list = self.id_length.tolist()
         ids = order[lengths[order] > 0]                         # empty (special) tokens sort first
         self.order = ids                                        # sorted position -> token id
         sorted_tokens = [tokens[i] for i in ids.tolist()]

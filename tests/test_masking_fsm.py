@@ -410,3 +410,32 @@ def test_runs_of_alike_states_cross_like_a_plain_walk(vocab, text):
         ids2, nxt2, _ = tf._descend(index, dfa, s, first)
         assert sorted(zip(ids.tolist(), nxt.tolist())) == sorted(zip(ids2.tolist(), nxt2.tolist()))
     assert runs >= (10 if text is RUNS else 0)
+
+
+def test_next_state_by_token_length_is_the_same_fsm(vocab, monkeypatch):
+    """States of a bounded repeat may keep a next state per token length instead of one default
+    (past 1024 exceptions; the limit is lowered here so a small vocabulary takes that path): every
+    allowed token goes where it went before, the device tables are identical, and so is a load
+    of the compact form the cache writes."""
+    from octogram.masking import token_fsm as tf
+    from octogram.masking.fsm import TokenFSM
+
+    plain = compile_grammar(RUNS, vocab, cache=False)
+    monkeypatch.setattr(tf, "_LENGTH_MIN_EXCEPTIONS", 0)
+    by_length = compile_grammar(RUNS, vocab, cache=False)
+    assert any(by_length.state(s).length_next is not None for s in range(by_length.num_states))
+    assert by_length.num_states == plain.num_states
+    loaded = TokenFSM.from_tables(by_length.tables(compact=True), by_length.dfa, by_length.index,
+                                  by_length.eos_token_ids)
+    for s in range(plain.num_states):
+        allowed = plain.allowed_tokens(s)
+        assert by_length.allowed_tokens(s) == allowed == loaded.allowed_tokens(s)
+        expected = [plain.next_state(s, t) for t in allowed]
+        assert [by_length.step(s, t) for t in allowed] == expected
+        assert [loaded.step(s, t) for t in allowed] == expected
+        ids = np.asarray(allowed, np.int64)
+        assert by_length.state(s).next_states(ids, by_length.index.id_length).tolist() == expected
+    a, b = plain.tables(), by_length.tables()
+    for name, value in a.items():
+        assert (torch.equal(value, b[name]) if isinstance(value, torch.Tensor) else value == b[name]), name
+    assert by_length.memory_bytes() < plain.memory_bytes()
