@@ -152,7 +152,7 @@ def random_walk(fsm: TokenFSM, rng: random.Random, max_tokens: int = 160, stop: 
     s, out = fsm.start_state, []
     while len(out) < max_tokens:
         r = fsm.state(s)
-        if fsm.is_accepting(s) and (r.count == len(eos) or rng.random() < stop):
+        if fsm.is_accepting(s) and (fsm.allowed_count(s) == len(eos) or rng.random() < stop):
             break
         leaving = [t for t in r.exc_tokens.tolist() if t not in eos]
         token = None

@@ -164,6 +164,13 @@ class TokenFSM:
         bits = np.unpackbits(row.view(np.uint8), bitorder="little")[: self.vocab_size]
         return np.flatnonzero(bits).tolist()
 
+    def allowed_count(self, s: int) -> int:
+        """How many tokens state `s` allows (EOS included)."""
+        r = self.state(s)
+        if r.count is None:  # loaded from tables: counted on demand
+            r.count = int(np.unpackbits(self._rows.dense(r.row).view(np.uint8)).sum())
+        return r.count
+
     def single_token(self, s: int) -> int:
         return self.state(s).single
 
@@ -276,7 +283,6 @@ class TokenFSM:
         self._offsets = tables["trans_offsets"].tolist()
         self._length_offsets = (tables["length_offsets"].tolist() if "length_offsets" in tables
                                 else None)
-        self._row_counts: dict[int, int] = {}
         self._states = [None] * len(self._state_row)
         self._complete = True
         self.spells_all_bytes = True
@@ -285,14 +291,10 @@ class TokenFSM:
     def _state_from_tables(self, s: int) -> StateResult:
         t, lo, hi = self._tables, self._offsets[s], self._offsets[s + 1]
         row = self._state_row[s]
-        count = self._row_counts.get(row)
-        if count is None:
-            dense = self._rows.dense(row)
-            count = self._row_counts[row] = int(np.unpackbits(dense.view(np.uint8)).sum())
         length_next = None
         if self._length_offsets is not None:
             a, b = self._length_offsets[s], self._length_offsets[s + 1]
             length_next = t["length_next"][a:b].tolist() if b > a else None
         return StateResult(row, self._default_next[s], t["trans_tokens"][lo:hi],
-                           t["trans_next"][lo:hi], count, self._single[s], length_next,
+                           t["trans_next"][lo:hi], None, self._single[s], length_next,
                            self.index.id_length_list if length_next is not None else None)

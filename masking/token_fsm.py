@@ -30,29 +30,27 @@ class StateResult:
                  "next_view", "length_next", "lengths")
 
     def __init__(self, row: int, default: int, exc_tokens: np.ndarray, exc_next: np.ndarray,
-                 count: int, single: int, length_next: list[int] | None = None,
+                 count: int | None, single: int, length_next: list[int] | None = None,
                  lengths: list[int] | None = None):
         self.row = row                # index of the state's bitmask row
         self.default = default        # next state of allowed tokens without an exception, or -1
         self.exc_tokens = exc_tokens  # sorted int32 token ids whose next state differs
         self.exc_next = exc_next
-        self.count = count            # number of allowed tokens (EOS included)
+        self.count = count            # number of allowed tokens (EOS included), None: not counted
         self.single = single          # the only allowed token, or -1
         # or, in place of the default: the next state by the token's byte length (a bounded
         # repeat, where k more bytes lead k positions on); `lengths` is the vocabulary's
         self.length_next = length_next
         self.lengths = lengths
-        # zero-copy views for the per-token lookup, made on first use: bisect on a memoryview
-        # reads Python ints directly, where np.searchsorted with a Python int casts the whole
-        # array first
-        self.tokens_view = self.next_view = None
+        # zero-copy views for the per-token lookup: bisect on a memoryview reads Python ints
+        # directly (np.searchsorted with a Python int casts the whole array first), and making
+        # them here keeps allocations, and so garbage collections, out of the decode step
+        self.tokens_view = memoryview(np.ascontiguousarray(exc_tokens, np.int32))
+        self.next_view = memoryview(np.ascontiguousarray(exc_next, np.int32))
 
     def next_state(self, token_id: int) -> int:
         """The next state of an allowed token: its exception, else its length's or the default."""
         tokens = self.tokens_view
-        if tokens is None:
-            tokens = self.tokens_view = memoryview(np.ascontiguousarray(self.exc_tokens, np.int32))
-            self.next_view = memoryview(np.ascontiguousarray(self.exc_next, np.int32))
         i = bisect_left(tokens, token_id)
         if i < len(tokens) and tokens[i] == token_id:
             return self.next_view[i]

@@ -48,7 +48,7 @@ def fast_walk(fsm, rng: random.Random, max_tokens: int = 80, stop: float = 0.2) 
         s = m.state
         r = fsm.state(s)
         leaving = [t for t in r.exc_tokens.tolist() if t not in fsm.eos_token_ids]
-        if m.is_accepting() and (rng.random() < stop or step > max_tokens * 0.7 or r.count == 1):
+        if m.is_accepting() and (rng.random() < stop or step > max_tokens * 0.7 or fsm.allowed_count(s) == 1):
             assert m.advance(eos)
             return out
         t = None
