@@ -494,9 +494,8 @@ def report(cfg: Config, cases: list[GrammarCase], json_case: GrammarCase, per_vo
         "token that leaves the current state's usual successor, half a uniformly drawn allowed token, "
         "at most 160 tokens), drawn from Octogram's FSM and replayed token for token by every engine "
         "on a freshly compiled object. A walk an engine refuses part-way counts in the last column. "
-        "*ours cold* walks the object it compiled (per-state lookup views are made on first "
-        "visit, inside the timed step); *ours lazy* computes each new state on first visit, "
-        "inside the timed step.",
+        "*ours cold* walks the object it compiled (every state computed at compile time); "
+        "*ours lazy* computes each new state on first visit, inside the timed step.",
         "- memory: Octogram `TokenFSM.memory_bytes()` (masks + transitions), xgrammar "
         "`CompiledGrammar.memory_size_bytes`, outlines-core the pickled `Index` size; llguidance "
         "computes masks on demand and exposes no size.",

@@ -53,6 +53,8 @@ class TokenFSM:
     def state(self, s: int) -> StateResult:
         if s >= len(self._states):  # a lazily explored DFA grew
             self._grow()
+            if s >= len(self._states):
+                raise IndexError(f"state {s} does not exist: this FSM has {len(self._states)} states")
         got = self._states[s]
         if got is None and self._tables is not None:
             got = self._states[s] = self._state_from_tables(s)
@@ -168,7 +170,7 @@ class TokenFSM:
         """How many tokens state `s` allows (EOS included)."""
         r = self.state(s)
         if r.count is None:  # loaded from tables: counted on demand
-            r.count = int(np.unpackbits(self._rows.dense(r.row).view(np.uint8)).sum())
+            r.count = self._rows.count(r.row)
         return r.count
 
     def single_token(self, s: int) -> int:

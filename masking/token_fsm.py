@@ -59,7 +59,7 @@ class StateResult:
         return self.default
 
     def targets(self) -> set[int]:
-        """Every state an allowed token may lead to (a superset when kept by length)."""
+        """Every state an allowed token may lead to."""
         out = set(self.exc_next.tolist())
         out.update(self.length_next if self.length_next is not None else ())
         if self.default >= 0:
@@ -142,7 +142,7 @@ def cross_state(dfa: DFA, index: VocabIndex, s: int) -> tuple[np.ndarray, np.nda
         st = np.concatenate([members[end_rel[ends_inside]], st])
         return index.order[pos], st, (loop_mask if loop_mask.any() else None)
     if candidates >= _COMPONENT_MIN_CANDIDATES:
-        chain = chain_of(dfa, s)
+        chain = chain_of(dfa, s, index.max_length + 1)
         if chain is not None:
             return cross_chain(dfa, index, chain)
     return _descend(index, dfa, s, first)
@@ -165,7 +165,9 @@ class Chain:
         self.states, self.in_class, self.row, self.after = states, in_class, row, after
 
 
-def chain_of(dfa: DFA, s: int) -> Chain | None:
+def chain_of(dfa: DFA, s: int, max_states: int) -> Chain | None:
+    """The run that starts at `s`, at most `max_states` long (one more than the longest token:
+    no token reaches further, and a longer run would cost each of its states a longer scan)."""
     row = dfa.row(s)
     live = row[row != DEAD]
     if live.size < _CHAIN_MIN_BYTES:
@@ -177,7 +179,7 @@ def chain_of(dfa: DFA, s: int) -> Chain | None:
     in_class = row == q
     outside = row[~in_class]
     states, seen, nxt = [s], {s}, q
-    while nxt != DEAD and nxt not in seen:
+    while nxt != DEAD and nxt not in seen and len(states) < max_states:
         r = dfa.row(nxt)
         inside = r[in_class]
         if not ((inside == inside[0]).all() and np.array_equal(r[~in_class], outside)):
@@ -199,7 +201,8 @@ def chain_exits(dfa: DFA, index: VocabIndex, chain: Chain):
     positions of the tokens that survive, how many class bytes each starts with, and the state
     each ends in. Computed once per DFA, vocabulary, class and row."""
     memo = _exits.setdefault(dfa, {})
-    key = (id(index), chain.in_class.tobytes(), chain.row.tobytes())
+    # the walk reads the row only outside the class, where every state of the run agrees
+    key = (id(index), chain.in_class.tobytes(), chain.row[~chain.in_class].tobytes())
     got = memo.get(key)
     if got is None:
         run = index.class_run(chain.in_class)
@@ -359,8 +362,11 @@ Plan = tuple[int, np.ndarray, np.ndarray]  # (background word, word indices, the
 
 class RowStore:
     """Distinct bitmask rows, deduplicated by content. A sparse row is kept as its fill plan and a
-    dense row as its array; the dense array, its torch view and its bytes (for bit tests without
-    numpy scalars: bit t is bit t & 7 of byte t >> 3) are made on first use."""
+    dense row as its array, each with its bytes (for bit tests without numpy scalars: bit t is bit
+    t & 7 of byte t >> 3; while compiling they are also the deduplication key); what a row lacks
+    (a sparse row's dense array and torch view, a loaded row's bytes) is made on first use. A
+    store loaded from the cache (`from_compact`) is complete: rows added to it later are not
+    deduplicated against the loaded ones."""
 
     def __init__(self, words: int):
         self.words = words
@@ -378,8 +384,9 @@ class RowStore:
         got = self.by_bytes.get(key)
         if got is None:
             got = len(self.fill_plans)
-            self.fill_plans.append(_fill_plan(row))
-            self._dense.append(row)
+            plan = _fill_plan(row)
+            self.fill_plans.append(plan)
+            self._dense.append(row if plan is None else None)
             self._torch.append(None)
             self.bytes_rows.append(key)
             self.by_bytes[key] = got
@@ -422,12 +429,21 @@ class RowStore:
         return torch.from_numpy(out)
 
     def nbytes(self) -> int:
-        """Bytes of the rows held: plans and the dense arrays made so far."""
+        """Bytes of the rows held: plans, and the dense arrays and bytes made so far."""
         total = 0
-        for plan, row in zip(self.fill_plans, self._dense):
+        for plan, row, key in zip(self.fill_plans, self._dense, self.bytes_rows):
             total += (plan[1].nbytes + plan[2].nbytes) if plan is not None else 0
-            total += row.nbytes if row is not None else 0
+            total += (row.nbytes if row is not None else 0) + (len(key) if key is not None else 0)
         return total
+
+    def count(self, i: int) -> int:
+        """Set bits of row `i` (its allowed tokens), from the plan when it is sparse."""
+        plan = self.fill_plans[i]
+        if plan is None:
+            return int(np.unpackbits(self._dense[i].view(np.uint8)).sum())
+        background, idx, vals = plan
+        return int(np.unpackbits(vals.view(np.uint8)).sum()) + \
+            (32 * (self.words - idx.size) if background == -1 else 0)
 
     # -- the compact form the on-disk cache stores --------------------------------------------
     def compact(self) -> dict[str, torch.Tensor]:

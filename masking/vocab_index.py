@@ -12,6 +12,7 @@ import threading
 import numpy as np
 
 _LOCK = threading.Lock()
+_RUN_CACHE_SIZE = 64  # byte classes whose token runs are kept (4 bytes a token each)
 _CACHE: dict[str, "VocabIndex"] = {}
 
 
@@ -24,6 +25,7 @@ class VocabIndex:
         self.id_length = np.zeros(self.size, np.int64)             # token id -> byte length
         self.id_length[:lengths.size] = lengths[:self.size]
         self.id_length_list = self.id_length.tolist()
+        self.max_length = int(lengths.max()) if lengths.size else 0
         ids = order[lengths[order] > 0]                         # empty (special) tokens sort first
         self.order = ids                                        # sorted position -> token id
         sorted_tokens = [tokens[i] for i in ids.tolist()]
@@ -56,6 +58,8 @@ class VocabIndex:
                 idx = idx[in_class[self.buf[self.start[idx] + depth]]]
                 got[idx] += 1
                 depth += 1
+            if len(self._run_cache) >= _RUN_CACHE_SIZE:
+                self._run_cache.pop(next(iter(self._run_cache)))  # the oldest
             self._run_cache[key] = got
         return got
 

@@ -402,7 +402,7 @@ def test_runs_of_alike_states_cross_like_a_plain_walk(vocab, text):
     index = vocab_index(vocab)
     runs = 0
     for s in range(dfa.num_states):
-        chain = tf.chain_of(dfa, s)
+        chain = tf.chain_of(dfa, s, index.max_length + 1)
         if chain is None:
             continue
         runs += 1
@@ -410,7 +410,29 @@ def test_runs_of_alike_states_cross_like_a_plain_walk(vocab, text):
         first = np.flatnonzero(dfa.row(s) != -1)
         ids2, nxt2, _ = tf._descend(index, dfa, s, first)
         assert sorted(zip(ids.tolist(), nxt.tolist())) == sorted(zip(ids2.tolist(), nxt2.tolist()))
-    assert runs >= (10 if text is RUNS else 0)
+    assert runs >= (10 if text is RUNS else 5)
+
+
+def _transitions(fsm):
+    return [[(t, fsm.next_state(s, t)) for t in fsm.allowed_tokens(s)] for s in range(fsm.num_states)]
+
+
+def test_whole_compiles_through_runs_and_loops_match_the_plain_walk(vocab, monkeypatch):
+    """With the size thresholds lowered, every large-fanout state of a small vocabulary takes the
+    loop-component or the run path inside `compile_grammar`: the FSM is the same as the plain one."""
+    from octogram.masking import token_fsm as tf
+
+    for text in (RUNS, CALLS):
+        plain = compile_grammar(text, vocab, cache=False)
+        monkeypatch.setattr(tf, "_COMPONENT_MIN_CANDIDATES", 0)
+        calls = []
+        real = tf.cross_chain
+        monkeypatch.setattr(tf, "cross_chain", lambda *a: calls.append(1) or real(*a))
+        shared = compile_grammar(text, vocab, cache=False)
+        monkeypatch.undo()
+        assert calls or text is not RUNS, "no state took the run path"
+        assert shared.num_states == plain.num_states
+        assert _transitions(shared) == _transitions(plain)
 
 
 def test_next_state_by_token_length_is_the_same_fsm(vocab, monkeypatch):
@@ -440,3 +462,24 @@ def test_next_state_by_token_length_is_the_same_fsm(vocab, monkeypatch):
     for name, value in a.items():
         assert (torch.equal(value, b[name]) if isinstance(value, torch.Tensor) else value == b[name]), name
     assert by_length.memory_bytes() < plain.memory_bytes()
+
+
+def test_per_length_states_survive_the_cache_file(vocab, monkeypatch):
+    from octogram.masking import token_fsm as tf
+    import octogram.masking.compile as compile_module
+
+    monkeypatch.setattr(tf, "_LENGTH_MIN_EXCEPTIONS", 0)
+    first = compile_grammar(RUNS, vocab)
+    assert any(first.state(s).length_next is not None for s in range(first.num_states))
+    calls = []
+    real = compile_module.compile_parsed
+    monkeypatch.setattr(compile_module, "compile_parsed", lambda *a, **k: calls.append(1) or real(*a, **k))
+    loaded = compile_grammar(RUNS, vocab)
+    assert calls == []
+    assert any(loaded.state(s).length_next is not None for s in range(loaded.num_states))
+    assert _transitions(loaded) == _transitions(first)
+    a, b = first.tables(), loaded.tables()
+    for name, value in a.items():
+        assert (torch.equal(value, b[name]) if isinstance(value, torch.Tensor) else value == b[name]), name
+    with pytest.raises(IndexError, match="does not exist"):
+        loaded.state(loaded.num_states)
