@@ -60,7 +60,9 @@ class StateResult:
 
     def targets(self) -> set[int]:
         """Every state an allowed token may lead to."""
-        out = set(self.exc_next.tolist())
+        nxt = self.exc_next
+        # most of a large state's exceptions share a few next states: count, do not hash each
+        out = set((np.flatnonzero(np.bincount(nxt)) if nxt.size > 256 else nxt).tolist())
         out.update(self.length_next if self.length_next is not None else ())
         if self.default >= 0:
             out.add(self.default)
@@ -167,18 +169,30 @@ class Chain:
 
 def chain_of(dfa: DFA, s: int, max_states: int) -> Chain | None:
     """The run that starts at `s`, at most `max_states` long (one more than the longest token:
-    no token reaches further, and a longer run would cost each of its states a longer scan)."""
+    no token reaches further, and a longer run would cost each of its states a longer scan).
+    The class is the bytes that lead to one next state; every such set of at least
+    `_CHAIN_MIN_BYTES` bytes is tried, most bytes first (in a counter such as `.*[0-9a-z]{32}`
+    the run goes on with the 36 class bytes while the more numerous others reset it)."""
     row = dfa.row(s)
     live = row[row != DEAD]
     if live.size < _CHAIN_MIN_BYTES:
         return None
     values, counts = np.unique(live, return_counts=True)
-    q = int(values[counts.argmax()])
-    if q == s or counts.max() < _CHAIN_MIN_BYTES:
-        return None
-    in_class = row == q
+    for i in np.argsort(-counts, kind="stable").tolist():
+        q = int(values[i])
+        if counts[i] < _CHAIN_MIN_BYTES:
+            break
+        if q == s:
+            continue
+        chain = _run_from(dfa, s, row, row == q, max_states)
+        if chain is not None:
+            return chain
+    return None
+
+
+def _run_from(dfa: DFA, s: int, row: np.ndarray, in_class: np.ndarray, max_states: int) -> Chain | None:
     outside = row[~in_class]
-    states, seen, nxt = [s], {s}, q
+    states, seen, nxt = [s], {s}, int(row[in_class][0])
     while nxt != DEAD and nxt not in seen and len(states) < max_states:
         r = dfa.row(nxt)
         inside = r[in_class]
@@ -517,16 +531,29 @@ _LENGTH_MIN_EXCEPTIONS = 1024
 
 
 def _next_by_length(lengths: np.ndarray, next_states: np.ndarray, default: int) -> np.ndarray:
-    """The most common next state of each token length (`default` for lengths not present)."""
-    base = int(next_states.max()) + 1
-    pairs, counts = np.unique(lengths * base + next_states, return_counts=True)
-    length, state = pairs // base, pairs % base
-    order = np.lexsort((-counts, length))  # per length, the most common first
-    first = np.ones(order.size, bool)
-    first[1:] = length[order][1:] != length[order][:-1]
-    table = np.full(int(lengths.max()) + 1, default, np.int64)
-    table[length[order][first]] = state[order][first]
-    return table
+    """The most common next state of each token length (`default` for lengths not present).
+    Counted in a (length, next state) grid over the few distinct next states: no sort."""
+    present = np.zeros(int(next_states.max()) + 1, bool)
+    present[next_states] = True
+    states = np.flatnonzero(present)
+    rank = np.zeros(present.size, np.int64)
+    rank[states] = np.arange(states.size)
+    width = int(lengths.max()) + 1
+    grid = np.bincount(lengths * states.size + rank[next_states],
+                       minlength=width * states.size).reshape(width, states.size)
+    return np.where(grid.any(axis=1), states[grid.argmax(axis=1)], default)
+
+
+def _sorted_by_token(tokens: np.ndarray, next_states: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exceptions sorted by token id, as int32 (tokens are distinct). Many are placed through a
+    vocabulary-sized scratch row instead of an argsort."""
+    if tokens.size <= 4096:
+        order = np.argsort(tokens, kind="stable")
+        return tokens[order].astype(np.int32), next_states[order].astype(np.int32)
+    by_id = np.full(size, -1, np.int32)
+    by_id[tokens] = next_states
+    ids = np.flatnonzero(by_id >= 0)
+    return ids.astype(np.int32), by_id[ids]
 
 
 def state_result(s: int, token_ids: np.ndarray, next_states: np.ndarray, loop_mask: np.ndarray | None,
@@ -564,9 +591,7 @@ def state_result(s: int, token_ids: np.ndarray, next_states: np.ndarray, loop_ma
             by_length[-len(eos_ids):] = True
         if 2 * int(by_length.sum()) <= int(is_exc.sum()):
             is_exc, length_next = by_length, table.tolist()
-    order = np.argsort(token_ids[is_exc], kind="stable")
-    exc_tokens = token_ids[is_exc][order].astype(np.int32)
-    exc_next = next_states[is_exc][order].astype(np.int32)
+    exc_tokens, exc_next = _sorted_by_token(token_ids[is_exc], next_states[is_exc], size)
     row = rows.add(bitmask_row(size, words, token_ids, loop_mask))
     single = -1
     if count == 1:

@@ -483,3 +483,31 @@ def test_per_length_states_survive_the_cache_file(vocab, monkeypatch):
         assert (torch.equal(value, b[name]) if isinstance(value, torch.Tensor) else value == b[name]), name
     with pytest.raises(IndexError, match="does not exist"):
         loaded.state(loaded.num_states)
+
+
+def test_exception_sorting_and_per_length_defaults_match_plain_references():
+    from collections import Counter
+
+    from octogram.masking.token_fsm import _next_by_length, _sorted_by_token
+
+    rng = np.random.default_rng(9)
+    for n in (0, 5, 4096, 4097, 30_000):
+        size = 50_000
+        tokens = rng.choice(size, n, replace=False).astype(np.int64)
+        nxt = rng.integers(0, 40, n).astype(np.int64)
+        ids, states = _sorted_by_token(tokens, nxt, size)
+        order = np.argsort(tokens)
+        assert ids.dtype == states.dtype == np.int32
+        np.testing.assert_array_equal(ids, tokens[order])
+        np.testing.assert_array_equal(states, nxt[order])
+        if n == 0:
+            continue
+        lengths = rng.integers(1, 12, n)
+        table = _next_by_length(lengths, nxt, default=-7)
+        for length in range(table.size):
+            seen = Counter(nxt[lengths == length].tolist())
+            if not seen:
+                assert table[length] == -7
+            else:  # the most common next state, the lowest on a tie
+                top = max(seen.values())
+                assert table[length] == min(k for k, v in seen.items() if v == top)
