@@ -3,13 +3,18 @@
 For every DFA state: which tokens may come next (an int32 bitmask row, bit 1 = allowed) and the
 state each allowed token leads to. The next-state table is stored as a default per state plus
 the exceptions, sorted by token: a string body sends nearly every token back to itself, so a
-262k vocabulary costs a few entries per state rather than a dense row.
+262k vocabulary costs a few entries per state rather than a dense row. Where the next state
+follows the token's byte length (a bounded repeat), a state keeps one per length instead of the
+default. Rows are stored once each (`RowStore`), sparse ones as the words that differ from
+all-zero or all-one.
 
-How one state is computed (`_cross_state`): if the state loops on many bytes (a string body, a
+How one state is computed (`cross_state`): if the state loops on many bytes (a string body, a
 run of digits), every token made only of those bytes is allowed and returns to the state — one
-cached lookup per distinct byte set — and only tokens that leave the loop are walked. Otherwise
-the tokens whose first two bytes the DFA allows are found as contiguous ranges of the sorted
-vocabulary and walked byte by byte, all at once with numpy.
+cached lookup per distinct byte set — and only tokens that leave the loop are walked. If it
+starts a run of alike states (`Chain`: a bounded repeat, a counter), the run's states share one
+walk of the tokens that leave the run's byte class. Otherwise the tokens whose first two bytes
+the DFA allows are found as contiguous ranges of the sorted vocabulary and walked byte by byte,
+all at once with numpy.
 """
 
 from __future__ import annotations
