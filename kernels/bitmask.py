@@ -1,4 +1,5 @@
-"""In-place application of a token bitmask to logits: a Triton kernel and its torch reference.
+"""In-place application of a token bitmask to logits: a Triton kernel for CUDA, a native C kernel
+for CPU (bitmask_cpu.c, built by native.py) and the torch reference both are tested against.
 
 Layout (shared with XGrammar, llguidance and outlines-core): int32 words, `ceil(V / 32)` per row;
 token t is allowed when bit `t % 32` of word `t // 32` is 1. Masked logits become -inf; allowed
@@ -8,13 +9,14 @@ ids masked; extra bits past the logits' width are ignored.
 
 from __future__ import annotations
 
-import os
+import ctypes
 import sys
 import threading
 from collections.abc import Sequence
 
 import torch
 
+from . import native
 from .dispatch import (check_bitmask, check_logits, check_rows, launch_options, tl, triton,
                        use_triton)
 
@@ -39,6 +41,9 @@ def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor,
     `indices` is given, in which case row i of the bitmask applies to logits[indices[i]] and the
     other rows are untouched. Indices must be unique; tensor indices on CUDA are not range-checked
     (that would need a host sync).
+
+    Runs the Triton kernel on CUDA and the native C kernel on CPU, or the torch reference where
+    the native kernel cannot run (see `apply_native`); all give the same values.
     """
     op = "apply_token_bitmask_"
     check_logits(op, logits)
@@ -46,8 +51,53 @@ def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor,
     check_bitmask(op, bitmask, logits.shape[0] if rows is None else rows.numel(), logits.device)
     if use_triton(logits.device):
         apply_triton(logits, bitmask, rows)
-    else:
+    elif not apply_native(logits, bitmask, rows):
         apply_torch(logits, bitmask, rows)
+
+
+# ----------------------------------------------------------------------------- native CPU kernel
+
+# -inf as the bit pattern of each dtype: the native kernel writes patterns, not floats.
+_NEG_INF_BITS = {torch.float32: 0xFF800000, torch.bfloat16: 0xFF80, torch.float16: 0xFC00}
+
+
+def _native_functions() -> tuple | None:
+    lib = native.load("bitmask_cpu")
+    if lib is None:
+        return None
+    functions = []
+    for name, pattern in (("octogram_apply_bitmask_32", ctypes.c_uint32),
+                          ("octogram_apply_bitmask_16", ctypes.c_uint16)):
+        fn = getattr(lib, name)
+        if fn.argtypes is None:
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                           ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, pattern]
+            fn.restype = None
+        functions.append(fn)
+    return tuple(functions)
+
+
+def apply_native(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor | None) -> bool:
+    """Run bitmask_cpu.c on CPU tensors; False (nothing done) where it does not apply: another
+    device, logits that autograd tracks, columns that are not contiguous, or no C compiler."""
+    if (logits.device.type != "cpu" or logits.requires_grad or logits.stride(1) != 1
+            and logits.shape[1] > 1):
+        return False
+    functions = _native_functions()
+    if functions is None:
+        return False
+    if bitmask.shape[0] == 0 or logits.shape[1] == 0:
+        return True
+    bitmask = bitmask.contiguous()
+    if rows is not None:
+        rows = rows.contiguous()
+    fn = functions[0] if logits.element_size() == 4 else functions[1]
+    fn(logits.data_ptr(), logits.stride(0), logits.shape[1], bitmask.data_ptr(),
+       bitmask.shape[1], None if rows is None else rows.data_ptr(), bitmask.shape[0],
+       _NEG_INF_BITS[logits.dtype])
+    if not logits.is_inference():  # written behind autograd's back: tell its version counter
+        torch.autograd.graph.increment_version(logits)
+    return True
 
 
 # ----------------------------------------------------------------------------- torch reference
@@ -105,30 +155,19 @@ def unpack_bitmask(bitmask: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([allowed, pad], dim=1)
 
 
-def apply_torch(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor | None, *,
-                compiled: bool | None = None) -> None:
+def apply_torch(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor | None) -> None:
     """Reference implementation, vectorized: per-token values gathered from 256-entry tables
-    indexed by the mask's bytes, then one or a few elementwise ops in place.
+    indexed by the mask's bytes, then one or a few elementwise ops in place. It runs where the
+    native kernel does not (no C compiler, OCTOGRAM_NATIVE=0, autograd-tracked logits).
 
     float32: min(logit, cap), cap = +inf (allowed) or -inf (masked), which leaves allowed values
     unchanged; masked NaNs (min keeps NaN) are fixed afterwards. 16-bit floats: on the bit
     patterns, x ^= (x ^ -inf) & m with m all ones where masked (bf16/fp16 min is slow on CPU).
     Rows go in chunks whose gathered values stay in L2, into a reused buffer (a fresh 1 MB
     allocation per chunk costs more in page faults than the work).
-
-    `compiled` (default: environment variable OCTOGRAM_KERNELS_COMPILE=1) runs the whole-batch
-    case as one torch.compile'd loop instead: 2.5-5x faster from batch 8 up, but its first call
-    compiles for 8-90 s, which a short CPU generation never earns back.
     """
     n_cols, n_words = logits.shape[1], bitmask.shape[1]
     covered = min(n_cols, 32 * n_words)
-    if compiled is None:
-        compiled = os.environ.get("OCTOGRAM_KERNELS_COMPILE", "0") == "1"
-    if compiled and rows is None:
-        _compiled_where()(logits[:, :covered], bitmask)
-        if covered < n_cols:
-            logits[:, covered:] = float("-inf")
-        return
     wide = logits.element_size() == 4
     bits_dtype = torch.int32 if wide else torch.int16
     if wide:
@@ -165,22 +204,6 @@ def apply_torch(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor 
             logits[:, covered:] = float("-inf")
         else:
             logits[rows, covered:] = float("-inf")
-
-
-def _where_allowed(view: torch.Tensor, bitmask: torch.Tensor) -> None:
-    lanes = torch.arange(32, dtype=torch.int32, device=bitmask.device)
-    allowed = ((bitmask.unsqueeze(-1) >> lanes) & 1).flatten(1)[:, :view.shape[1]] != 0
-    view.copy_(torch.where(allowed, view, float("-inf")))
-
-
-_compiled = None
-
-
-def _compiled_where():
-    global _compiled
-    if _compiled is None:
-        _compiled = torch.compile(_where_allowed, dynamic=True, fullgraph=True)
-    return _compiled
 
 
 _buffers = threading.local()

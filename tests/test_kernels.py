@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -18,7 +19,8 @@ from hypothesis import strategies as st
 
 from octogram.kernels import (ConstrainedSamplingError, DeviceFSM, KernelInputError,
                               apply_token_bitmask_, bitmask_words, sample_constrained)
-from octogram.kernels.bitmask import apply_torch, unpack_bitmask
+from octogram.kernels import native
+from octogram.kernels.bitmask import apply_native, apply_torch, unpack_bitmask
 from octogram.kernels.sampling import argmax_rows, greedy_torch, sample_torch, sampling_params, thresholds_torch
 
 NEG = float("-inf")
@@ -76,10 +78,24 @@ def test_bitmask_words():
 
 # ----------------------------------------------------------------------------- apply
 
+@pytest.fixture(params=["native", "torch"])
+def backend(request, monkeypatch):
+    """Runs a test through the native C kernel (the CPU default) and through the torch reference
+    (what runs without a C compiler, or with OCTOGRAM_NATIVE=0)."""
+    if request.param == "torch":
+        monkeypatch.setenv("OCTOGRAM_NATIVE", "0")
+    else:
+        monkeypatch.delenv("OCTOGRAM_NATIVE", raising=False)
+        if shutil.which((os.environ.get("CC") or "cc").split()[0]) is None:
+            pytest.skip("no C compiler: the native kernel cannot be built here")
+        assert native.load("bitmask_cpu") is not None, "the native kernel failed to build"
+    return request.param
+
+
 @pytest.mark.parametrize("vocab", [1, 31, 32, 33, 1000])
 @pytest.mark.parametrize("extra_words", [-1, 0, 2])  # mask narrower than, equal to, wider than V
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_apply_matches_bit_reference(vocab, extra_words, dtype):
+def test_apply_matches_bit_reference(vocab, extra_words, dtype, backend):
     gen = torch.Generator().manual_seed(vocab * 7 + extra_words)
     words = max(1, bitmask_words(vocab) + extra_words)
     logits = torch.randn(4, vocab, generator=gen).to(dtype)
@@ -95,7 +111,7 @@ def test_apply_matches_bit_reference(vocab, extra_words, dtype):
 
 @pytest.mark.parametrize("vocab", [8, 31, 33, 1000, 4099])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_apply_matches_xgrammar(vocab, dtype):
+def test_apply_matches_xgrammar(vocab, dtype, backend):
     """Differential against xgrammar.apply_token_bitmask_inplace on CPU (its 'cpu' and
     'torch_native' backends). xgrammar 0.2.8's 'cpu' backend writes outside the row for
     vocabularies of 1-3 ids (wrong masks, then heap corruption), so sizes start at 8 here;
@@ -121,7 +137,7 @@ def test_apply_matches_xgrammar(vocab, dtype):
         assert same(ours, theirs)
 
 
-def test_apply_padded_vocabulary_and_indices():
+def test_apply_padded_vocabulary_and_indices(backend):
     gen = torch.Generator().manual_seed(1)
     logits = torch.randn(5, 100, generator=gen)  # the model's head is wider than the mask
     bitmask = random_bitmask(gen, 2, 2)  # 64 ids covered
@@ -136,7 +152,7 @@ def test_apply_padded_vocabulary_and_indices():
     assert same(out, out2)
 
 
-def test_apply_inside_and_then_outside_inference_mode():
+def test_apply_inside_and_then_outside_inference_mode(backend):
     """Cached tables and scratch buffers made under torch.inference_mode (as in a decode loop)
     must not leak into calls outside it, where inference tensors cannot be written."""
     bitmask = torch.tensor([[0b1010]], dtype=torch.int32)
@@ -148,7 +164,7 @@ def test_apply_inside_and_then_outside_inference_mode():
                 assert torch.isinf(logits[0, [0, 2]]).all() and (logits[0, [1, 3]] == 0).all()
 
 
-def test_apply_writes_only_masked_ids():
+def test_apply_writes_only_masked_ids(backend):
     logits = torch.tensor([[-0.0, float("inf"), float("nan"), 1.5, float("nan"), -0.0]])
     bitmask = torch.tensor([[0b000111]], dtype=torch.int32)
     apply_token_bitmask_(logits, bitmask)
@@ -169,21 +185,67 @@ def test_apply_chunked_rows_match_reference():
         assert same(out, torch.where(allowed, logits, NEG))
 
 
-@pytest.mark.slow
-def test_apply_compiled_path_matches_reference():
-    """The opt-in torch.compile path (OCTOGRAM_KERNELS_COMPILE=1). Its first call compiles for
-    8-90 s whatever the shape, so there is no small form: it runs with OCTOGRAM_SLOW=full."""
-    if os.environ.get("OCTOGRAM_SLOW") != "full":
-        pytest.skip("compiles for 8-90 s; run with OCTOGRAM_SLOW=full")
-    gen = torch.Generator().manual_seed(3)
-    for dtype in (torch.float32, torch.bfloat16):
-        for shape, words in (((3, 100), 3), ((2, 70), 3), ((4, 1000), 32)):
-            logits = torch.randn(*shape, generator=gen).to(dtype)
-            logits[0, :5] = float("nan")
-            bitmask = random_bitmask(gen, shape[0], words)
-            out = logits.clone()
-            apply_torch(out, bitmask, None, compiled=True)
-            assert same(out, reference_apply(logits, bitmask)), (dtype, shape)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_native_equals_torch_reference(dtype):
+    """Differential: the native kernel against the torch reference on full-size rows, special
+    values, rows of a wider buffer (row stride > width) and a subset of rows."""
+    if native.load("bitmask_cpu") is None:
+        pytest.skip("no native kernel here")
+    gen = torch.Generator().manual_seed(4)
+    for shape, words, density in (((3, 262_150), 8193, 0.5), ((2, 128_256), 4008, 0.01),
+                                  ((5, 97), 3, 0.9), ((4, 64), 2, 0.0), ((4, 65), 2, 1.0)):
+        wide = torch.randn(shape[0], shape[1] + 7, generator=gen).to(dtype)
+        wide[:, :3] = torch.tensor([float("nan"), float("inf"), float("-inf")]).to(dtype)
+        bitmask = random_bitmask(gen, shape[0], words, density)
+        native_out, torch_out = wide.clone(), wide.clone()
+        assert apply_native(native_out[:, :shape[1]], bitmask, None)
+        apply_torch(torch_out[:, :shape[1]], bitmask, None)
+        assert same(native_out, torch_out), (shape, density)
+        rows = torch.tensor([shape[0] - 1, 0])
+        native_out, torch_out = wide.clone(), wide.clone()
+        assert apply_native(native_out, bitmask[:2], rows)
+        apply_torch(torch_out, bitmask[:2], rows)
+        assert same(native_out, torch_out), (shape, density, "rows")
+
+
+def test_native_declines_what_it_cannot_do():
+    """Strided columns and autograd-tracked logits go to the torch reference, with the same
+    result; the native write is recorded in the tensor's version counter."""
+    bitmask = torch.tensor([[0b0110]], dtype=torch.int32)
+    columns = torch.zeros(4, 2)[:, :1].t()  # stride (1, 2): not contiguous along the vocabulary
+    assert not apply_native(columns, bitmask, None)
+    apply_token_bitmask_(columns, bitmask)
+    assert torch.isneginf(columns[0, [0, 3]]).all() and (columns[0, [1, 2]] == 0).all()
+    tracked = torch.zeros(1, 4, requires_grad=True).clone()
+    assert not apply_native(tracked, bitmask, None)
+    plain = torch.zeros(1, 4)
+    version = plain._version
+    if apply_native(plain, bitmask, None):
+        assert plain._version > version
+
+
+def test_native_build_is_cached_and_failure_falls_back(tmp_path, monkeypatch):
+    """The library is built once into $OCTOGRAM_CACHE_DIR/kernels and then loaded without the
+    compiler; a missing compiler warns once and leaves the torch reference running."""
+    if shutil.which((os.environ.get("CC") or "cc").split()[0]) is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "_loaded", {})
+    assert native.load("bitmask_cpu") is not None
+    built = list((tmp_path / "kernels").glob("bitmask_cpu-*.so"))
+    assert len(built) == 1
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native.subprocess, "run", lambda *a, **k: pytest.fail("rebuilt"))
+    assert native.load("bitmask_cpu") is not None  # loaded from the cache, no compiler run
+
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.warns(RuntimeWarning, match="native bitmask_cpu kernel unavailable.*no C compiler"):
+        assert native.load("bitmask_cpu") is None
+    logits = torch.zeros(1, 4)
+    apply_token_bitmask_(logits, torch.tensor([[0b0110]], dtype=torch.int32))
+    assert torch.isneginf(logits[0, [0, 3]]).all() and (logits[0, [1, 2]] == 0).all()
 
 
 @pytest.mark.parametrize("call, message", [
