@@ -101,6 +101,17 @@ def empty_dfa() -> DFA:
     return DFA(np.zeros((0, 256), np.int32), np.zeros(0, bool))
 
 
+def literal_dfa(data: bytes) -> DFA:
+    """The minimal DFA of one byte string: a chain, numbered from the start. Equal to what
+    determinize + minimize make of it, built directly: literals are most of a grammar's leaves."""
+    n = len(data)
+    trans = np.full((n + 1, 256), DEAD, np.int32)
+    trans[np.arange(n), np.frombuffer(data, np.uint8)] = np.arange(1, n + 1, dtype=np.int32)
+    accepting = np.zeros(n + 1, bool)
+    accepting[n] = True
+    return DFA(trans, accepting)
+
+
 class NFA:
     """A Thompson-style NFA over bytes with epsilon moves; fragments are (start, end) pairs."""
 
@@ -339,6 +350,8 @@ def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -
     n, k = trans.shape
     if n == 0:
         return empty_dfa()
+    if n * k <= _SMALL_MINIMIZE:
+        return _minimize_small(trans, accepting, byte_class)
     dead = n
     table = np.vstack([np.where(trans < 0, dead, trans), np.full((1, k), dead, np.int32)])
     owner, col, target, starts = _sparse_rows(table, dead)
@@ -396,6 +409,56 @@ def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -
     new_trans = lookup[part[table[reps]]]          # (S', K)
     new_acc = accepting[reps]
     full = new_trans[:, byte_class]                # expand classes to 256 bytes
+    return DFA(np.ascontiguousarray(full, dtype=np.int32), np.asarray(new_acc, bool))
+
+
+# Below this many table entries the refinement runs on Python lists: a round of the numpy version
+# costs some 30 array calls, which on the small DFAs of most terminals is nearly all of the work.
+_SMALL_MINIMIZE = 4096
+
+
+def _minimize_small(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -> DFA:
+    """`minimize` for small tables, by the same rules: a state's signature is its class and the
+    classes behind its non-dead entries; classes are refined until their number stops growing;
+    the result is trimmed of the dead class and numbered breadth-first from the start."""
+    n, k = trans.shape
+    rows = trans.tolist()
+    sparse = [[(c, t) for c, t in enumerate(row) if t >= 0] for row in rows] + [[]]  # + dead
+    part = [int(a) for a in accepting.tolist()] + [0]
+    count = len(set(part))
+    while True:
+        classes: dict[tuple, int] = {}
+        part = [classes.setdefault((part[s], tuple([(c, part[t]) for c, t in sparse[s]])),
+                                   len(classes)) for s in range(n + 1)]
+        if len(classes) == count:
+            break
+        count = len(classes)
+    dead_class = part[n]
+    if part[0] == dead_class:
+        return empty_dfa()
+    rep: dict[int, int] = {}
+    for s in range(n + 1):
+        rep.setdefault(part[s], s)
+    order = {part[0]: 0}
+    queue = [part[0]]
+    out_rows = []
+    for c in queue:  # grows while it is read: breadth-first
+        row = rows[rep[c]]
+        out = []
+        for t in row:
+            tc = dead_class if t < 0 else part[t]
+            if tc == dead_class:
+                out.append(DEAD)
+                continue
+            got = order.get(tc)
+            if got is None:
+                got = order[tc] = len(queue)
+                queue.append(tc)
+            out.append(got)
+        out_rows.append(out)
+    new_trans = np.array(out_rows, np.int32).reshape(len(queue), k)
+    new_acc = accepting[[rep[c] for c in queue]]
+    full = new_trans[:, byte_class]
     return DFA(np.ascontiguousarray(full, dtype=np.int32), np.asarray(new_acc, bool))
 
 

@@ -27,7 +27,7 @@ from lark.exceptions import LarkError
 from lark.grammar import NonTerminal, Terminal
 from lark.load_grammar import PatternRE, PatternStr, _literal_to_pattern, load_grammar
 
-from .automaton import DFA, NFA, regex_tree_to_dfa
+from .automaton import DFA, NFA, literal_dfa, regex_tree_to_dfa
 from .stack_dfa import Grammar, RuleAutomaton, StackDFA
 from .errors import GrammarCompileError
 from .regex import literal as literal_tree
@@ -298,12 +298,15 @@ class _Compiler:
         key = (type(pat).__name__, pat.value, tuple(sorted(pat.flags)))
         got = _PATTERN_MEMO.get(key)
         if got is None:
-            if isinstance(pat, PatternStr):
-                tree = literal_tree(pat.value, ignore_case="i" in pat.flags)
-            else:
-                assert isinstance(pat, PatternRE)
-                tree = parse_regex(pat.value, "".join(sorted(pat.flags)), where=f"{where}, {token.value}")
-            got = regex_tree_to_dfa(tree, where=where)
+            got = _plain_literal(pat)
+            if got is None:
+                if isinstance(pat, PatternStr):
+                    tree = literal_tree(pat.value, ignore_case="i" in pat.flags)
+                else:
+                    assert isinstance(pat, PatternRE)
+                    tree = parse_regex(pat.value, "".join(sorted(pat.flags)),
+                                       where=f"{where}, {token.value}")
+                got = regex_tree_to_dfa(tree, where=where)
             _remember(_PATTERN_MEMO, key, got)
         return got
 
@@ -326,6 +329,17 @@ class _Compiler:
 
     def _is_lark_string_inner(self, kids) -> bool:
         return len(kids) == 2 and tuple(self._single_literal(k) for k in kids) == _LARK_STRING_INNER
+
+
+def _plain_literal(pat) -> DFA | None:
+    """A case-sensitive string literal's DFA, built directly; None for anything else (and for
+    text UTF-8 cannot encode, which the general path reports)."""
+    if not isinstance(pat, PatternStr) or "i" in pat.flags:
+        return None
+    try:
+        return literal_dfa(pat.value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
 
 
 # compiled regexes, literals and terminals, shared by every compile in the process (STRING, INT,

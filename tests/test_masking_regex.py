@@ -2,13 +2,14 @@
 
 import re
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from octogram.masking import GrammarCompileError
-from octogram.masking.automaton import regex_tree_to_dfa
-from octogram.masking.regex import parse_regex, utf8_sequences
+from octogram.masking import GrammarCompileError, automaton
+from octogram.masking.automaton import literal_dfa, regex_tree_to_dfa
+from octogram.masking.regex import literal, parse_regex, utf8_sequences
 
 ALPHABET = "ab\"\\\n.-09éあ😀"
 
@@ -74,3 +75,46 @@ def test_ignore_case_flag():
     for s in ["TRUE", "True", "tRuE", "É", "é"]:
         assert dfa.accepts(s.encode())
     assert not dfa.accepts(b"tru")
+
+
+# ----------------------------------------------------------------------------- fast paths
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab\"\\{}( )\n\t\x00\x7fé€😀")), max_size=12))
+def test_literal_dfa_equals_the_general_path(text):
+    """A plain literal is built as a chain directly; it must equal determinize + minimize."""
+    direct = literal_dfa(text.encode("utf-8"))
+    general = regex_tree_to_dfa(literal(text))
+    assert np.array_equal(direct.trans, general.trans)
+    assert np.array_equal(direct.accepting, general.accepting)
+
+
+def _minimize_both(trans, accepting, byte_class, monkeypatch):
+    monkeypatch.setattr(automaton, "_SMALL_MINIMIZE", 0)
+    by_arrays = automaton.minimize(trans, accepting, byte_class)
+    monkeypatch.setattr(automaton, "_SMALL_MINIMIZE", 10**9)
+    by_lists = automaton.minimize(trans, accepting, byte_class)
+    return by_arrays, by_lists
+
+
+def test_small_minimize_equals_the_array_version(monkeypatch):
+    """Differential on random tables (unreachable states, states that cannot accept, dead
+    entries) and on the determinized tables of real regexes: same states, same numbering."""
+    rng = np.random.default_rng(0)
+    for _ in range(1500):
+        n, k = int(rng.integers(1, 30)), int(rng.integers(1, 8))
+        trans = rng.integers(-1, n, (n, k)).astype(np.int32)
+        trans[rng.random((n, k)) < 0.5] = -1
+        accepting = rng.random(n) < 0.3
+        byte_class = np.sort(rng.integers(0, k, 256)).astype(np.int32)
+        byte_class[0], byte_class[-1] = 0, k - 1
+        a, b = _minimize_both(trans, accepting, byte_class, monkeypatch)
+        assert np.array_equal(a.trans, b.trans) and np.array_equal(a.accepting, b.accepting)
+    for pattern in (r"[a-z]{3,24}", r"(a|b)*abb", r"[0-9]+(\.[0-9]+)?", r"(ab|ac|ad)*e",
+                    r"arn:aws:kms:[a-z0-9-]+:\d{12}:key/[a-f0-9-]{36}"):
+        captured = {}  # the determinized table, on its way to minimize
+        monkeypatch.setattr(automaton, "minimize", lambda *args: captured.setdefault("args", args))
+        regex_tree_to_dfa(parse_regex(pattern, ""))
+        monkeypatch.undo()
+        a, b = _minimize_both(*captured["args"], monkeypatch)
+        assert np.array_equal(a.trans, b.trans) and np.array_equal(a.accepting, b.accepting), pattern
