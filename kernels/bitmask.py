@@ -80,8 +80,12 @@ def _native_functions() -> tuple | None:
 def apply_native(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor | None) -> bool:
     """Run bitmask_cpu.c on CPU tensors; False (nothing done) where it does not apply: another
     device, logits that autograd tracks, columns that are not contiguous, or no C compiler."""
-    if (logits.device.type != "cpu" or logits.requires_grad or logits.stride(1) != 1
-            and logits.shape[1] > 1):
+    if (logits.device.type != "cpu" or logits.requires_grad
+            or logits.stride(1) != 1 and logits.shape[1] > 1
+            # rows sharing memory (an expanded tensor), and inference tensors outside inference
+            # mode: torch refuses to write these, so the reference raises its own error
+            or logits.shape[0] > 1 and logits.stride(0) < logits.shape[1]
+            or logits.is_inference() and not torch.is_inference_mode_enabled()):
         return False
     functions = _native_functions()
     if functions is None:
@@ -90,7 +94,7 @@ def apply_native(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor
         return True
     bitmask = bitmask.contiguous()
     if rows is not None:
-        rows = rows.contiguous()
+        rows = rows.to(device="cpu", dtype=torch.int64).contiguous()
     fn = functions[0] if logits.element_size() == 4 else functions[1]
     fn(logits.data_ptr(), logits.stride(0), logits.shape[1], bitmask.data_ptr(),
        bitmask.shape[1], None if rows is None else rows.data_ptr(), bitmask.shape[0],

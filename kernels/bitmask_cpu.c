@@ -22,10 +22,11 @@ static const uint32_t LANE_BIT[32] = {
     1u << 16, 1u << 17, 1u << 18, 1u << 19, 1u << 20, 1u << 21, 1u << 22, 1u << 23,
     1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31};
 
-/* The baseline x86-64 build has only 16-byte vectors: on Linux with GCC, also build AVX2 and
- * AVX-512 versions of each entry point and let the loader pick the one this CPU runs. */
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && \
-    __GNUC__ >= 11
+/* The baseline x86-64 build has only 16-byte vectors: with GCC 12+ on glibc (ifunc), also build
+ * AVX2 and AVX-512 versions of each entry point and let the loader pick the one this CPU runs.
+ * native.py retries with OCTOGRAM_PORTABLE defined if a compiler refuses the clones. */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && \
+    __GNUC__ >= 12 && !defined(OCTOGRAM_PORTABLE)
 #define PER_CPU __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define PER_CPU

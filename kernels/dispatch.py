@@ -103,8 +103,10 @@ def check_rows(op: str, indices: torch.Tensor | Sequence[int], n_rows: int,
         if indices.dim() != 1 or indices.dtype.is_floating_point or indices.dtype == torch.bool:
             raise KernelInputError(f"{op}: indices must be a 1-D integer tensor, got "
                                    f"{indices.dtype} of shape {tuple(indices.shape)}")
-        host = indices if indices.device.type == "cpu" else None  # checking CUDA values would sync
         rows = indices.to(device=device, dtype=torch.int64)
+        # values already on the host (or brought there for CPU logits) are checked; checking
+        # CUDA values for CUDA logits would sync
+        host = indices if indices.device.type == "cpu" else rows if device.type == "cpu" else None
     else:
         try:
             values = [int(i) for i in indices]

@@ -58,10 +58,10 @@ def load(name: str) -> ctypes.CDLL | None:
             try:
                 _loaded[name] = ctypes.CDLL(str(_build(name)))
             except (OSError, RuntimeError) as error:
+                _loaded[name] = None  # recorded first: a warning turned into an error still ends here
                 warnings.warn(f"octogram.kernels: native {name} kernel unavailable, using the "
                               f"torch implementation (same results, slower): {error}",
                               RuntimeWarning, stacklevel=3)
-                _loaded[name] = None
     return _loaded[name]
 
 
@@ -91,8 +91,12 @@ def _build(name: str) -> Path:
     try:
         argv = command.split() + list(_FLAGS) + ["-o", partial, str(source)]
         done = subprocess.run(argv, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()[-500:]}")
+        if done.returncode != 0:  # a compiler without per-CPU clones: the portable build
+            argv.insert(len(command.split()), "-DOCTOGRAM_PORTABLE")
+            retry = subprocess.run(argv, capture_output=True, text=True)
+            if retry.returncode != 0:
+                raise RuntimeError(f"{' '.join(argv)} failed: {retry.stderr.strip()[-500:]}")
+            log.info("per-CPU build failed, built portably: %s", done.stderr.strip()[-300:])
         os.replace(partial, target)
         log.info("built %s", target)
     finally:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from octogram.kernels import (ConstrainedSamplingError, DeviceFSM, KernelInputError,
                               apply_token_bitmask_, bitmask_words, sample_constrained)
+from octogram.kernels import bitmask as bitmask_module
 from octogram.kernels import native
 from octogram.kernels.bitmask import apply_native, apply_torch, unpack_bitmask
 from octogram.kernels.sampling import argmax_rows, greedy_torch, sample_torch, sampling_params, thresholds_torch
@@ -89,6 +90,11 @@ def backend(request, monkeypatch):
         if shutil.which((os.environ.get("CC") or "cc").split()[0]) is None:
             pytest.skip("no C compiler: the native kernel cannot be built here")
         assert native.load("bitmask_cpu") is not None, "the native kernel failed to build"
+
+        def fallback(*args):
+            raise AssertionError("apply_token_bitmask_ fell back to the torch reference")
+
+        monkeypatch.setattr(bitmask_module, "apply_torch", fallback)
     return request.param
 
 
@@ -206,6 +212,11 @@ def test_native_equals_torch_reference(dtype):
         assert apply_native(native_out, bitmask[:2], rows)
         apply_torch(torch_out, bitmask[:2], rows)
         assert same(native_out, torch_out), (shape, density, "rows")
+        strided = torch.stack([bitmask, ~bitmask], dim=2).flatten(1)[:, ::2]  # == bitmask
+        native_out = wide.clone()
+        assert not strided.is_contiguous() and apply_native(native_out, strided, None)
+        apply_torch(torch_out := wide.clone(), bitmask, None)
+        assert same(native_out, torch_out), (shape, density, "strided bitmask")
 
 
 def test_native_declines_what_it_cannot_do():
@@ -222,6 +233,14 @@ def test_native_declines_what_it_cannot_do():
     version = plain._version
     if apply_native(plain, bitmask, None):
         assert plain._version > version
+    # what torch refuses to write in place, the reference refuses too (not written natively)
+    shared = torch.zeros(1, 4).expand(3, 4)
+    with pytest.raises(RuntimeError, match="memory location"):
+        apply_token_bitmask_(shared, bitmask.expand(3, 1).contiguous())
+    with torch.inference_mode():
+        inference = torch.zeros(1, 4)
+    with pytest.raises(RuntimeError, match="[Ii]nference"):
+        apply_token_bitmask_(inference, bitmask)
 
 
 def test_native_build_is_cached_and_failure_falls_back(tmp_path, monkeypatch):
@@ -246,6 +265,24 @@ def test_native_build_is_cached_and_failure_falls_back(tmp_path, monkeypatch):
     logits = torch.zeros(1, 4)
     apply_token_bitmask_(logits, torch.tensor([[0b0110]], dtype=torch.int32))
     assert torch.isneginf(logits[0, [0, 3]]).all() and (logits[0, [1, 2]] == 0).all()
+
+
+def test_native_build_retries_without_per_cpu_clones(tmp_path, monkeypatch):
+    """A compiler that refuses the per-CPU clones (older GCC, musl) still gets the portable build."""
+    cc = shutil.which((os.environ.get("CC") or "cc").split()[0])
+    if cc is None or os.name != "posix":
+        pytest.skip("no C compiler")
+    picky = tmp_path / "picky-cc"
+    picky.write_text(f'#!/bin/sh\ncase " $* " in *" -DOCTOGRAM_PORTABLE "*) exec {cc} "$@";; esac\n'
+                     'echo "target_clones unsupported" >&2; exit 1\n')
+    picky.chmod(0o755)
+    monkeypatch.setenv("CC", str(picky))
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_loaded", {})
+    assert native.load("bitmask_cpu") is not None
+    logits = torch.zeros(2, 40)
+    assert apply_native(logits, torch.tensor([[1, 0], [-1, 255]], dtype=torch.int32), None)
+    assert (logits[0] == 0).sum() == 1 and (logits[1] == 0).sum() == 40
 
 
 @pytest.mark.parametrize("call, message", [
