@@ -341,6 +341,19 @@ def _sparse_rows(table: np.ndarray, dead: int):
     return owner, col, target, starts
 
 
+def _merge_equal_columns(trans: np.ndarray, byte_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One column per distinct column of the table, in order of first use: byte classes the
+    NFA tells apart somewhere (the letters of a literal prefix, say) often lead to the same
+    states everywhere in the DFA. Keeping the first-use order keeps the numbering below."""
+    _, first, inverse = np.unique(trans.T, axis=0, return_index=True, return_inverse=True)
+    if len(first) == trans.shape[1]:
+        return trans, byte_class
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    keep = np.sort(first)
+    return trans[:, keep], rank[inverse.reshape(-1)][byte_class].astype(np.int32)
+
+
 def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -> DFA:
     """Moore partition refinement on the class-compressed table, then trim and renumber BFS-first.
 
@@ -350,6 +363,8 @@ def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -
     n, k = trans.shape
     if n == 0:
         return empty_dfa()
+    trans, byte_class = _merge_equal_columns(trans, byte_class)
+    n, k = trans.shape
     if n * k <= _SMALL_MINIMIZE:
         return _minimize_small(trans, accepting, byte_class)
     dead = n
@@ -418,46 +433,66 @@ _SMALL_MINIMIZE = 4096
 
 
 def _minimize_small(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -> DFA:
-    """`minimize` for small tables, by the same rules: a state's signature is its class and the
-    classes behind its non-dead entries; classes are refined until their number stops growing;
-    the result is trimmed of the dead class and numbered breadth-first from the start."""
+    """`minimize` for small tables, on Python lists, with the same result and numbering.
+
+    The same refinement: states of a class must agree on the classes behind their non-dead
+    entries (a missing entry is not the dead class). Rather than recomputing every state's
+    signature in each round (a chain of n states takes n rounds), only classes holding a
+    predecessor of a state that just changed class are looked at again; a split class keeps its
+    largest part, so each state moves O(log n) times."""
     n, k = trans.shape
-    rows = trans.tolist()
-    sparse = [[(c, t) for c, t in enumerate(row) if t >= 0] for row in rows] + [[]]  # + dead
-    part = [int(a) for a in accepting.tolist()] + [0]
-    count = len(set(part))
-    while True:
-        classes: dict[tuple, int] = {}
-        part = [classes.setdefault((part[s], tuple([(c, part[t]) for c, t in sparse[s]])),
-                                   len(classes)) for s in range(n + 1)]
-        if len(classes) == count:
-            break
-        count = len(classes)
+    owner, cols = np.nonzero(trans >= 0)  # row-major: each state's entries in column order
+    sparse: list[list[tuple[int, int]]] = [[] for _ in range(n + 1)]  # + dead, which has none
+    for q, c, t in zip(owner.tolist(), cols.tolist(), trans[owner, cols].tolist()):
+        sparse[q].append((c, t))
+    preds: list[list[int]] = [[] for _ in range(n + 1)]
+    for q, entries in enumerate(sparse):
+        for _, t in entries:
+            preds[t].append(q)
+    acc = accepting.tolist() + [False]
+    part = [0 if a else 1 for a in acc]
+    members: dict[int, list[int]] = {}
+    for q, b in enumerate(part):
+        members.setdefault(b, []).append(q)
+    next_id = 2
+    dirty = set(members)
+    while dirty:
+        b = dirty.pop()
+        group = members[b]
+        if len(group) < 2:
+            continue
+        by_sig: dict[tuple, list[int]] = {}
+        for q in group:
+            by_sig.setdefault(tuple([(c, part[t]) for c, t in sparse[q]]), []).append(q)
+        if len(by_sig) == 1:
+            continue
+        parts = sorted(by_sig.values(), key=len, reverse=True)
+        members[b] = parts[0]
+        for moved in parts[1:]:
+            members[next_id] = moved
+            for q in moved:
+                part[q] = next_id
+            next_id += 1
+        for moved in parts[1:]:
+            for q in moved:
+                dirty.update(part[p] for p in preds[q])
     dead_class = part[n]
     if part[0] == dead_class:
         return empty_dfa()
-    rep: dict[int, int] = {}
-    for s in range(n + 1):
-        rep.setdefault(part[s], s)
+    rep = {b: min(group) for b, group in members.items()}
     order = {part[0]: 0}
     queue = [part[0]]
-    out_rows = []
-    for c in queue:  # grows while it is read: breadth-first
-        row = rows[rep[c]]
-        out = []
-        for t in row:
-            tc = dead_class if t < 0 else part[t]
-            if tc == dead_class:
-                out.append(DEAD)
-                continue
-            got = order.get(tc)
-            if got is None:
-                got = order[tc] = len(queue)
-                queue.append(tc)
-            out.append(got)
-        out_rows.append(out)
-    new_trans = np.array(out_rows, np.int32).reshape(len(queue), k)
-    new_acc = accepting[[rep[c] for c in queue]]
+    for b in queue:  # grows while it is read: breadth-first, entries in column order
+        for _, t in sparse[rep[b]]:
+            tb = part[t]
+            if tb != dead_class and tb not in order:
+                order[tb] = len(queue)
+                queue.append(tb)
+    lookup = np.full(next_id, DEAD, np.int32)
+    lookup[queue] = np.arange(len(queue), dtype=np.int32)
+    table = trans[[rep[b] for b in queue]]
+    new_trans = np.where(table < 0, DEAD, lookup[np.asarray(part, np.int64)[table]])
+    new_acc = accepting[[rep[b] for b in queue]]
     full = new_trans[:, byte_class]
     return DFA(np.ascontiguousarray(full, dtype=np.int32), np.asarray(new_acc, bool))
 
