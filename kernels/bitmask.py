@@ -79,7 +79,8 @@ def _native_functions() -> tuple | None:
 
 def apply_native(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor | None) -> bool:
     """Run bitmask_cpu.c on CPU tensors; False (nothing done) where it does not apply: another
-    device, logits that autograd tracks, columns that are not contiguous, or no C compiler."""
+    device, logits that autograd tracks, columns that are not contiguous, rows that share memory,
+    inference tensors outside inference mode, or no C compiler."""
     if (logits.device.type != "cpu" or logits.requires_grad
             or logits.stride(1) != 1 and logits.shape[1] > 1
             # rows sharing memory (an expanded tensor), and inference tensors outside inference
