@@ -61,20 +61,26 @@ def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor,
 _NEG_INF_BITS = {torch.float32: 0xFF800000, torch.bfloat16: 0xFF80, torch.float16: 0xFC00}
 
 
+_bound: tuple = (None, ())  # (library, its two entry points with their ctypes signatures)
+
+
 def _native_functions() -> tuple | None:
+    """The 32- and 16-bit entry points, typed once per loaded library."""
+    global _bound
     lib = native.load("bitmask_cpu")
     if lib is None:
         return None
-    functions = []
-    for name, pattern in (("octogram_apply_bitmask_32", ctypes.c_uint32),
-                          ("octogram_apply_bitmask_16", ctypes.c_uint16)):
-        fn = getattr(lib, name)
-        if fn.argtypes is None:
+    if _bound[0] is not lib:
+        functions = []
+        for name, pattern in (("octogram_apply_bitmask_32", ctypes.c_uint32),
+                              ("octogram_apply_bitmask_16", ctypes.c_uint16)):
+            fn = getattr(lib, name)
             fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                            ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, pattern]
             fn.restype = None
-        functions.append(fn)
-    return tuple(functions)
+            functions.append(fn)
+        _bound = (lib, tuple(functions))
+    return _bound[1]
 
 
 def apply_native(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tensor | None) -> bool:

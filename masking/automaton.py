@@ -365,10 +365,10 @@ def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -
         return empty_dfa()
     trans, byte_class = _merge_equal_columns(trans, byte_class)
     n, k = trans.shape
-    if n * k <= _SMALL_MINIMIZE:
-        return _minimize_small(trans, accepting, byte_class)
     dead = n
     table = np.vstack([np.where(trans < 0, dead, trans), np.full((1, k), dead, np.int32)])
+    if n * k <= _SMALL_MINIMIZE:
+        return _minimize_small(trans, table, accepting, byte_class)
     owner, col, target, starts = _sparse_rows(table, dead)
     lengths = np.diff(np.append(starts, len(owner)))
     col_w = hash_weights(k + 2)
@@ -399,16 +399,21 @@ def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -
         if new_count == count:
             break
         count = new_count
-    dead_class = part[dead]
-    # one representative per class
-    rep = np.full(count, -1, np.int64)
-    rep[part[::-1]] = np.arange(n, -1, -1)  # lowest index wins
-    # BFS from the start's class, skipping the dead class
-    order = {}
-    queue = [int(part[0])]
-    if queue[0] == dead_class:
+    return _renumber(part, count, table, accepting, byte_class)
+
+
+def _renumber(part: np.ndarray, count: int, table: np.ndarray, accepting: np.ndarray,
+              byte_class: np.ndarray) -> DFA:
+    """The DFA of the classes `part` (ids below `count`; `table` has the dead state as its last
+    row): one representative per class (the lowest state), the dead class dropped, numbered
+    breadth-first from the start's class in column order, columns expanded to the 256 bytes."""
+    dead_class = int(part[-1])
+    if int(part[0]) == dead_class:
         return empty_dfa()
-    order[queue[0]] = 0
+    rep = np.full(count, -1, np.int64)
+    rep[part[::-1]] = np.arange(len(part) - 1, -1, -1)  # lowest index wins
+    order = {int(part[0]): 0}
+    queue = [int(part[0])]
     qi = 0
     while qi < len(queue):
         c = queue[qi]
@@ -418,8 +423,7 @@ def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -
                 order[t] = len(queue)
                 queue.append(t)
     lookup = np.full(count, DEAD, np.int32)
-    for c, idx in order.items():
-        lookup[c] = idx
+    lookup[queue] = np.arange(len(queue), dtype=np.int32)
     reps = rep[np.array(queue)]
     new_trans = lookup[part[table[reps]]]          # (S', K)
     new_acc = accepting[reps]
@@ -432,7 +436,8 @@ def minimize(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -
 _SMALL_MINIMIZE = 4096
 
 
-def _minimize_small(trans: np.ndarray, accepting: np.ndarray, byte_class: np.ndarray) -> DFA:
+def _minimize_small(trans: np.ndarray, table: np.ndarray, accepting: np.ndarray,
+                    byte_class: np.ndarray) -> DFA:
     """`minimize` for small tables, on Python lists, with the same result and numbering.
 
     The same refinement: states of a class must agree on the classes behind their non-dead
@@ -440,7 +445,7 @@ def _minimize_small(trans: np.ndarray, accepting: np.ndarray, byte_class: np.nda
     signature in each round (a chain of n states takes n rounds), only classes holding a
     predecessor of a state that just changed class are looked at again; a split class keeps its
     largest part, so each state moves O(log n) times."""
-    n, k = trans.shape
+    n = trans.shape[0]
     owner, cols = np.nonzero(trans >= 0)  # row-major: each state's entries in column order
     sparse: list[list[tuple[int, int]]] = [[] for _ in range(n + 1)]  # + dead, which has none
     for q, c, t in zip(owner.tolist(), cols.tolist(), trans[owner, cols].tolist()):
@@ -476,25 +481,7 @@ def _minimize_small(trans: np.ndarray, accepting: np.ndarray, byte_class: np.nda
         for moved in parts[1:]:
             for q in moved:
                 dirty.update(part[p] for p in preds[q])
-    dead_class = part[n]
-    if part[0] == dead_class:
-        return empty_dfa()
-    rep = {b: min(group) for b, group in members.items()}
-    order = {part[0]: 0}
-    queue = [part[0]]
-    for b in queue:  # grows while it is read: breadth-first, entries in column order
-        for _, t in sparse[rep[b]]:
-            tb = part[t]
-            if tb != dead_class and tb not in order:
-                order[tb] = len(queue)
-                queue.append(tb)
-    lookup = np.full(next_id, DEAD, np.int32)
-    lookup[queue] = np.arange(len(queue), dtype=np.int32)
-    table = trans[[rep[b] for b in queue]]
-    new_trans = np.where(table < 0, DEAD, lookup[np.asarray(part, np.int64)[table]])
-    new_acc = accepting[[rep[b] for b in queue]]
-    full = new_trans[:, byte_class]
-    return DFA(np.ascontiguousarray(full, dtype=np.int32), np.asarray(new_acc, bool))
+    return _renumber(np.asarray(part, np.int64), next_id, table, accepting, byte_class)
 
 
 def _exact_classes(part: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, int]:

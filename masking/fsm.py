@@ -179,9 +179,6 @@ class TokenFSM:
     def mask_row(self, s: int) -> torch.Tensor:
         return self._rows.torch_row(self.state(s).row)
 
-    def mask_row_numpy(self, s: int) -> np.ndarray:
-        return self._rows.dense(self.state(s).row)
-
     def fill_row(self, dst: np.ndarray, s: int) -> None:
         """Write state `s`'s mask into the int32 array `dst` (sparse rows by memset + scatter)."""
         r = self._states[s] if s < len(self._states) else None
