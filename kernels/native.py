@@ -1,33 +1,38 @@
-"""Native CPU kernels: C sources in this folder, compiled on first use and loaded with ctypes.
+"""Native code: C sources compiled on first use, loaded with ctypes (`load`: the CPU kernels in
+this folder) or imported as CPython extensions (`load_extension`: the matcher step).
 
 torch.compile's CPU backend needs the same C compiler but traces for seconds in every new process;
 a plain C file compiles once in a fraction of a second and then loads in well under a
 millisecond. Libraries are cached under `$OCTOGRAM_CACHE_DIR/kernels` (default: the user cache
 directory's `octogram/kernels`), keyed by the source, the compiler and the flags. Without a
-working compiler, or with `OCTOGRAM_NATIVE=0`, `load` returns None and callers run the torch
-implementation, which gives the same results.
+working compiler (or, for an extension, Python's headers), or with `OCTOGRAM_NATIVE=0`, both
+return None and callers run their Python or torch implementation, which gives the same results.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib.machinery
+import importlib.util
 import logging
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 log = logging.getLogger(__name__)
 
 _FLAGS = ("-O3", "-std=c11", "-shared", "-fPIC")
 _SOURCES = Path(__file__).resolve().parent
-_loaded: dict[str, ctypes.CDLL | None] = {}
+_loaded: dict[str, ctypes.CDLL | ModuleType | None] = {}
 _lock = threading.Lock()
 
 
@@ -56,11 +61,40 @@ def load(name: str) -> ctypes.CDLL | None:
     with _lock:
         if name not in _loaded:
             try:
-                _loaded[name] = ctypes.CDLL(str(_build(name)))
+                _loaded[name] = ctypes.CDLL(str(_build(_SOURCES / f"{name}.c", _FLAGS, ".so")))
             except (OSError, RuntimeError) as error:
                 _loaded[name] = None  # recorded first: a warning turned into an error still ends here
                 warnings.warn(f"octogram.kernels: native {name} kernel unavailable, using the "
                               f"torch implementation (same results, slower): {error}",
+                              RuntimeWarning, stacklevel=3)
+    return _loaded[name]
+
+
+def load_extension(source: Path) -> ModuleType | None:
+    """The CPython extension module built from `source` (a C file whose module is named after
+    it), built on first use; None when it cannot be built here (the reason is warned once)."""
+    if not enabled():
+        return None
+    name = source.stem
+    if name in _loaded:
+        return _loaded[name]
+    with _lock:
+        if name not in _loaded:
+            try:
+                include = sysconfig.get_paths()["include"]
+                if not os.path.exists(os.path.join(include, "Python.h")):
+                    raise RuntimeError(f"Python's headers are not installed ({include}/Python.h)")
+                suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+                path = _build(source, ("-O3", "-shared", "-fPIC", f"-I{include}"), suffix)
+                spec = importlib.util.spec_from_file_location(
+                    name, path, loader=importlib.machinery.ExtensionFileLoader(name, str(path)))
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                _loaded[name] = module
+            except (OSError, RuntimeError, ImportError) as error:
+                _loaded[name] = None
+                warnings.warn(f"octogram: native {name} unavailable, using the Python "
+                              f"implementation (same results, slower): {error}",
                               RuntimeWarning, stacklevel=3)
     return _loaded[name]
 
@@ -75,21 +109,21 @@ def _compiler() -> tuple[str, bytes]:
     return command, f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()
 
 
-def _build(name: str) -> Path:
-    source = _SOURCES / f"{name}.c"
+def _build(source: Path, flags: tuple[str, ...], suffix: str) -> Path:
     text = source.read_bytes()
     command, fingerprint = _compiler()
-    key = hashlib.sha256(b"\0".join([text, fingerprint, " ".join(_FLAGS).encode(),
+    key = hashlib.sha256(b"\0".join([text, fingerprint, " ".join(flags).encode(),
                                      platform.machine().encode(), sys.platform.encode()]))
-    target = cache_dir() / f"{name}-{key.hexdigest()[:16]}.so"
+    # an extension's file name must start with its module name, and end with Python's suffix
+    target = cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}{suffix}"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename, so concurrent first uses never load a partial file.
-    fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    fd, partial = tempfile.mkstemp(suffix=suffix, dir=target.parent)
     os.close(fd)
     try:
-        argv = command.split() + list(_FLAGS) + ["-o", partial, str(source)]
+        argv = command.split() + list(flags) + ["-o", partial, str(source)]
         done = subprocess.run(argv, capture_output=True, text=True)
         if done.returncode != 0:  # a compiler without per-CPU clones: the portable build
             argv.insert(len(command.split()), "-DOCTOGRAM_PORTABLE")

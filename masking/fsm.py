@@ -10,10 +10,13 @@ front that the vocabulary spells every byte the grammar uses, and compile eagerl
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
 
+from ..kernels import native
 from .automaton import DFA
 from .errors import GrammarCompileError
 from .token_fsm import RowStore, StateResult, cross_state, state_result
@@ -22,6 +25,18 @@ from .vocab_index import VocabIndex
 
 def bitmask_words(vocab_size: int) -> int:
     return (vocab_size + 31) // 32
+
+
+_STEP_SOURCE = Path(__file__).with_name("matcher_step.c")
+_step_module: ModuleType | bool | None = None  # False: it cannot be built here
+
+
+def native_step() -> ModuleType | None:
+    """matcher_step.c, built on first use; None where it cannot be (the Python step then runs)."""
+    global _step_module
+    if _step_module is None:
+        _step_module = native.load_extension(_STEP_SOURCE) or False
+    return _step_module or None
 
 
 class TokenFSM:
@@ -144,10 +159,14 @@ class TokenFSM:
 
     def step(self, s: int, token_id: int) -> int:
         """The state after `token_id`, or -1 if the token is not allowed in `s` (the hot path of
-        a decode step: one bit test and one binary search, no numpy calls)."""
+        a decode step: one bit test and one binary search, in C where matcher_step.c is built)."""
         r = self._states[s] if s < len(self._states) else None
         if r is None:
             r = self.state(s)
+        step = _step_module or native_step()
+        if step is not None:
+            nxt = step.next_state(r.step_record or self._step_record(r), token_id)
+            return nxt if nxt != -2 else r.next_state(token_id)
         if not 0 <= token_id < self.vocab_size:
             return -1
         bits = self._rows.bytes_rows[r.row]
@@ -156,6 +175,12 @@ class TokenFSM:
         if not (bits[token_id >> 3] >> (token_id & 7)) & 1:
             return -1
         return r.next_state(token_id)
+
+    def _step_record(self, r: StateResult) -> tuple:
+        """State `r` as matcher_step.c reads it (its layout is described there)."""
+        r.step_record = (self._rows.native_row(r.row), r.tokens_view, r.next_view,
+                         r.default if r.length_next is None else -2, self.vocab_size)
+        return r.step_record
 
     def next_state(self, s: int, token_id: int) -> int:
         """The state after `token_id` (which must be allowed in `s`)."""
@@ -183,6 +208,14 @@ class TokenFSM:
         """Write state `s`'s mask into the int32 array `dst` (sparse rows by memset + scatter)."""
         r = self._states[s] if s < len(self._states) else None
         self._rows.fill(dst, (r if r is not None else self.state(s)).row)
+
+    def fill_address(self, address: int, s: int) -> None:
+        """Write state `s`'s mask to `words` int32 words at `address` (memory the caller holds,
+        e.g. a contiguous CPU tensor); needs `native_step()`."""
+        r = self._states[s] if s < len(self._states) else None
+        if r is None:
+            r = self.state(s)
+        _step_module.fill(address, self.words, (r.step_record or self._step_record(r))[0])
 
     def finished_row(self) -> torch.Tensor:
         """The mask after EOS was consumed: only EOS again (what padding of a finished row needs)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .fsm import TokenFSM
+from .fsm import TokenFSM, native_step
 
 
 class Matcher:
@@ -17,8 +17,10 @@ class Matcher:
         self._finished: list[bool] = [False]
         self.max_rollback = max_rollback
         self._eos = frozenset(fsm.eos_token_ids)
-        self._fill_key: tuple | None = None  # the last CPU target of fill_bitmask, as numpy
-        self._fill_dst = None
+        # fill_bitmask's last target: (bitmask, index, its version, its address), and how to
+        # write it
+        self._fill_key: tuple | None = None
+        self._fill_dst: int | np.ndarray | torch.Tensor | None = None
 
     @property
     def state(self) -> int:
@@ -70,25 +72,40 @@ class Matcher:
     def fill_bitmask(self, bitmask: torch.Tensor, index: int | None = None) -> None:
         """Write the allowed-token mask into `bitmask` (a row of int32 words, or row `index` of a
         2-D bitmask). A finished sequence allows only EOS."""
-        fsm = self.fsm
-        finished = self._finished[-1]
         key = self._fill_key
-        if key is None or key[0] is not bitmask or key[1] != index:
-            target = bitmask if index is None else bitmask[index]
-            # a CPU int32 target is written through a numpy view (a torch copy_ costs more in
-            # dispatch than in copying); the key holds the tensor itself, so it cannot be freed
-            # and replaced by another at the same address
-            cpu = target.device.type == "cpu" and target.dtype == torch.int32 \
-                and not target.requires_grad and tuple(target.shape) == (fsm.words,)
-            self._fill_key, self._fill_dst = (bitmask, index), (target.numpy() if cpu else target)
+        # a cached address must not outlive its memory: the version counter moves on set_(),
+        # resize_() and any torch write, the address on `.data =` and storage resizes
+        if key is None or key[0] is not bitmask or key[1] != index \
+                or key[2] != bitmask._version or key[3] != bitmask.data_ptr():
+            self._fill_dst = self._fill_target(bitmask, index)
+            self._fill_key = (bitmask, index, bitmask._version, bitmask.data_ptr())
         dst = self._fill_dst
-        if isinstance(dst, np.ndarray):
-            if finished:
+        fsm = self.fsm
+        if self._finished[-1]:
+            if type(dst) is int:
+                native_step().fill(dst, fsm.words, memoryview(fsm.finished_row_numpy()))
+            elif isinstance(dst, np.ndarray):
                 np.copyto(dst, fsm.finished_row_numpy())
             else:
-                fsm.fill_row(dst, self._history[-1])
+                dst.copy_(fsm.finished_row())
+        elif type(dst) is int:  # a contiguous CPU row: written by matcher_step.c
+            fsm.fill_address(dst, self._history[-1])
+        elif isinstance(dst, np.ndarray):
+            fsm.fill_row(dst, self._history[-1])
         else:
-            dst.copy_(fsm.finished_row() if finished else fsm.mask_row(self._history[-1]))
+            dst.copy_(fsm.mask_row(self._history[-1]))
+
+    def _fill_target(self, bitmask: torch.Tensor, index: int | None) -> int | np.ndarray | torch.Tensor:
+        """How fill_bitmask writes this target: a CPU int32 row by its address (native step) or
+        a numpy view (a torch copy_ costs more in dispatch than in copying); anything else by
+        torch. The key that holds the tensor keeps the memory alive."""
+        target = bitmask if index is None else bitmask[index]
+        if target.device.type != "cpu" or target.dtype != torch.int32 or target.requires_grad \
+                or tuple(target.shape) != (self.fsm.words,):
+            return target
+        if target.is_contiguous() and native_step() is not None:
+            return target.data_ptr()
+        return target.numpy()
 
     def allowed_tokens(self) -> list[int]:
         return [] if self._finished[-1] else self.fsm.allowed_tokens(self.state)

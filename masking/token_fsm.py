@@ -32,7 +32,7 @@ from .vocab_index import VocabIndex
 
 class StateResult:
     __slots__ = ("row", "default", "exc_tokens", "exc_next", "count", "single", "tokens_view",
-                 "next_view", "length_next", "lengths")
+                 "next_view", "length_next", "lengths", "step_record")
 
     def __init__(self, row: int, default: int, exc_tokens: np.ndarray, exc_next: np.ndarray,
                  count: int | None, single: int, length_next: list[int] | None = None,
@@ -52,6 +52,7 @@ class StateResult:
         # them here keeps allocations, and so garbage collections, out of the decode step
         self.tokens_view = memoryview(np.ascontiguousarray(exc_tokens, np.int32))
         self.next_view = memoryview(np.ascontiguousarray(exc_next, np.int32))
+        self.step_record: tuple | None = None  # the native step's view of this state, made on use
 
     def next_state(self, token_id: int) -> int:
         """The next state of an allowed token: its exception, else its length's or the default."""
@@ -392,6 +393,7 @@ class RowStore:
         self.fill_plans: list[Plan | None] = []
         self._dense: list[np.ndarray | None] = []
         self._torch: list[torch.Tensor | None] = []
+        self._native: list[memoryview | tuple | None] = []
         self.bytes_rows: list[bytes | None] = []
         self.by_bytes: dict[bytes, int] = {}
 
@@ -407,6 +409,7 @@ class RowStore:
             self.fill_plans.append(plan)
             self._dense.append(row if plan is None else None)
             self._torch.append(None)
+            self._native.append(None)
             self.bytes_rows.append(key)
             self.by_bytes[key] = got
         return got
@@ -429,6 +432,20 @@ class RowStore:
         got = self.bytes_rows[i]
         if got is None:
             got = self.bytes_rows[i] = self.dense(i).tobytes()
+        return got
+
+    def native_row(self, i: int) -> memoryview | tuple:
+        """Row `i` as matcher_step.c reads it: a memoryview of its int32 words, or of a sparse
+        row (background word, word indices, their values) with int32 memoryviews."""
+        got = self._native[i]
+        if got is None:
+            plan = self.fill_plans[i]
+            if plan is None:
+                got = memoryview(np.ascontiguousarray(self._dense[i], np.int32))
+            else:
+                got = (int(plan[0]), memoryview(np.ascontiguousarray(plan[1], np.int32)),
+                       memoryview(np.ascontiguousarray(plan[2], np.int32)))
+            self._native[i] = got
         return got
 
     def fill(self, dst: np.ndarray, i: int) -> None:
@@ -505,6 +522,7 @@ class RowStore:
                                         vals[offsets[i]:offsets[i + 1]]))
                 self._dense.append(None)
         self._torch = [None] * len(position)
+        self._native = [None] * len(position)
         self.bytes_rows = [None] * len(position)
         return self
 

@@ -1,0 +1,235 @@
+"""The native matcher step (masking/matcher_step.c) against the Python step it replaces: every
+token of every state, every fill, on eager, lazy, loaded and per-length FSMs with sparse and
+dense rows; the targets fill_bitmask writes by address; and the fallback where it cannot be built."""
+
+import os
+import random
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from octogram.kernels import native
+from octogram.masking import compile_grammar
+from octogram.masking import fsm as fsm_module
+from octogram.masking import token_fsm
+from octogram.masking.fsm import TokenFSM
+
+from test_masking_fsm import CALLS, RUNS, toy_vocabulary
+from test_masking_grammar import JSON
+
+
+def _step_module():
+    if shutil.which((os.environ.get("CC") or "cc").split()[0]) is None:
+        pytest.skip("no C compiler: the native step cannot be built here")
+    module = fsm_module.native_step()
+    assert module is not None, "matcher_step.c failed to build"
+    return module
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return toy_vocabulary(seed=2)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
+
+
+def _fsms(vocab, grammar, monkeypatch, sparse_words, by_length):
+    monkeypatch.setattr(token_fsm, "_SPARSE_FILL_WORDS", sparse_words)
+    if by_length:
+        monkeypatch.setattr(token_fsm, "_LENGTH_MIN_EXCEPTIONS", 0)
+    eager = compile_grammar(grammar, vocab, cache=False, max_recursion_depth=3)
+    lazy = compile_grammar(grammar, vocab, cache=False, lazy=True, max_recursion_depth=3)
+    loaded = TokenFSM.from_tables(eager.tables(compact=True), eager.dfa, eager.index,
+                                  eager.eos_token_ids)
+    return eager, lazy, loaded
+
+
+def _python_steps(fsm, s, tokens):
+    saved, fsm_module._step_module = fsm_module._step_module, False
+    try:
+        return [fsm.step(s, t) for t in tokens]
+    finally:
+        fsm_module._step_module = saved
+
+
+@pytest.mark.parametrize("grammar", [CALLS, JSON, RUNS], ids=["calls", "json", "runs"])
+@pytest.mark.parametrize("sparse_words", [token_fsm._SPARSE_FILL_WORDS, 0])
+@pytest.mark.parametrize("by_length", [False, True])
+def test_native_step_and_fill_equal_the_python_ones(vocab, monkeypatch, grammar, sparse_words,
+                                                    by_length):
+    module = _step_module()
+    fsms = _fsms(vocab, grammar, monkeypatch, sparse_words, by_length)
+    layouts = {type(fsms[0]._rows.native_row(fsms[0].state(s).row)) for s in range(fsms[0].num_states)}
+    if sparse_words == 0:
+        assert memoryview in layouts  # dense rows are exercised
+    else:
+        assert tuple in layouts       # sparse rows are exercised
+    if by_length and grammar is RUNS:
+        assert any(fsms[0].state(s).length_next is not None for s in range(fsms[0].num_states))
+    words = fsms[0].words
+    # every id, the padded ones and those past the bitmask, negative ones, and one past int64
+    probe = list(range(-3, words * 32 + 40)) + [2**31, 2**40, 2**70, -2**70]
+    rng = random.Random(7)
+    for fsm in fsms:
+        states = list(range(fsm.num_states)) if fsm.complete else \
+            [s for s in rng.sample(range(fsm.num_states), min(12, fsm.num_states))]
+        for s in states:
+            expected = _python_steps(fsm, s, probe)
+            assert [fsm.step(s, t) for t in probe] == expected
+            record = fsm._step_record(fsm.state(s))
+            raw = [module.next_state(record, t) for t in probe]  # -2: by length, in Python
+            assert all(r == e or (r == -2 and e >= 0) for r, e in zip(raw, expected))
+            got = torch.from_numpy(np.random.default_rng(s).integers(-2**31, 2**31 - 1, words,
+                                                                     dtype=np.int32))
+            fsm.fill_address(got.data_ptr(), s)
+            expected = np.empty(words, np.int32)
+            fsm.fill_row(expected, s)
+            np.testing.assert_array_equal(got.numpy(), expected)
+            assert torch.equal(got, fsm.mask_row(s))
+
+
+def test_numpy_integers_and_bad_token_types(vocab):
+    _step_module()
+    fsm = compile_grammar(CALLS, vocab)
+    m = fsm.matcher()
+    first = m.allowed_tokens()[0]
+    assert m.advance(np.int64(first)) and m.state == fsm.step(fsm.start_state, first)
+    with pytest.raises(TypeError):
+        m.advance(1.5)
+    with pytest.raises(TypeError):
+        m.advance("1")
+
+
+def test_fill_bitmask_follows_the_tensor_when_its_memory_moves(vocab):
+    """fill_bitmask caches where it writes; set_(), `.data =`, resize_() and storage resizes
+    move a tensor's memory, and the next fill must write the new memory, not the old."""
+    _step_module()
+    fsm = compile_grammar(CALLS, vocab)
+    m = fsm.matcher()
+    expected = fsm.mask_row(m.state)
+    moves = [
+        lambda b: b.set_(torch.zeros(2, fsm.words, dtype=torch.int32)),
+        lambda b: setattr(b, "data", torch.zeros(2, fsm.words, dtype=torch.int32)),
+        lambda b: b.resize_(4, fsm.words),
+        lambda b: b.untyped_storage().resize_(b.untyped_storage().nbytes() * 2),
+    ]
+    for move in moves:
+        bitmask = torch.zeros(2, fsm.words, dtype=torch.int32)
+        m.fill_bitmask(bitmask, 1)
+        assert torch.equal(bitmask[1], expected)
+        move(bitmask)
+        bitmask.numpy()[:] = 0  # through numpy: no version change, only the move can be seen
+        m.fill_bitmask(bitmask, 1)
+        assert torch.equal(bitmask[1], expected)
+        assert (bitmask[0] == 0).all()
+
+
+def test_finished_matcher_fills_only_eos(vocab):
+    _step_module()
+    fsm = compile_grammar(CALLS, vocab)
+    m = fsm.matcher()
+    rng = random.Random(1)
+    eos = vocab.eos_token_ids[0]
+    while not m.is_accepting():
+        assert m.advance(rng.choice([t for t in m.allowed_tokens() if t != eos]))
+    assert m.advance(eos) and m.is_finished()
+    row = torch.full((fsm.words,), -1, dtype=torch.int32)
+    m.fill_bitmask(row)
+    assert torch.equal(row, fsm.finished_row())
+    assert not m.advance(eos)
+
+
+def test_without_the_native_step_the_python_one_runs(vocab, monkeypatch, tmp_path):
+    """No compiler (or no Python headers, or OCTOGRAM_NATIVE=0): one warning, then the same
+    masks and next states from the Python step."""
+    module = _step_module()
+    fsm = compile_grammar(CALLS, vocab)
+    tokens = []
+    m = fsm.matcher()
+    rng = random.Random(2)
+    rows_native = []
+    for _ in range(20):
+        row = torch.empty(fsm.words, dtype=torch.int32)
+        m.fill_bitmask(row)
+        rows_native.append(row)
+        allowed = [t for t in m.allowed_tokens() if t not in vocab.eos_token_ids]
+        if not allowed:
+            break
+        tokens.append(rng.choice(allowed))
+        assert m.advance(tokens[-1])
+
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(fsm_module, "_step_module", None)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path / "empty"))
+    with pytest.warns(RuntimeWarning, match="native matcher_step unavailable.*no C compiler"):
+        assert fsm_module.native_step() is None
+    m = fsm.matcher()
+    for i, t in enumerate(tokens):
+        row = torch.empty(fsm.words, dtype=torch.int32)
+        m.fill_bitmask(row)
+        assert torch.equal(row, rows_native[i])
+        assert m.advance(t)
+    assert fsm_module._step_module is False and module is not None
+
+
+def test_missing_python_headers_fall_back_with_a_warning(monkeypatch, tmp_path):
+    _step_module()
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
+    with pytest.warns(RuntimeWarning, match="Python's headers are not installed"):
+        assert native.load_extension(fsm_module._STEP_SOURCE) is None
+
+
+def test_extension_is_built_once_and_loaded_from_the_cache(monkeypatch, tmp_path):
+    _step_module()
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "_loaded", {})
+    first = native.load_extension(fsm_module._STEP_SOURCE)
+    assert first is not None and first.__name__ == "matcher_step"
+    assert len(list((tmp_path / "kernels").glob("matcher_step-*"))) == 1
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native.subprocess, "run", lambda *a, **k: pytest.fail("rebuilt"))
+    assert native.load_extension(fsm_module._STEP_SOURCE) is not None
+
+
+def test_native_fill_and_bit_test_of_every_row_layout():
+    """Rows at, just past and far past the sparse limit, on either background (a toy
+    vocabulary's rows are too short for an all-ones background): the native fill overwrites
+    garbage exactly and the native bit test reads every token's bit."""
+    module = _step_module()
+    from octogram.masking.token_fsm import _SPARSE_FILL_WORDS, RowStore
+
+    rng = np.random.default_rng(6)
+    words = 2 * _SPARSE_FILL_WORDS + 37
+    store = RowStore(words)
+    cases = []
+    for background in (0, -1):
+        for changed in (0, 1, _SPARSE_FILL_WORDS, _SPARSE_FILL_WORDS + 1, words):
+            row = np.full(words, background, np.int32)
+            where = rng.choice(words, changed, replace=False)
+            row[where] = rng.integers(-2**31, 2**31 - 1, changed, dtype=np.int32)
+            cases.append((store.add(row), row))
+    layouts = [type(store.native_row(i)) for i, _ in cases]
+    assert tuple in layouts and memoryview in layouts
+    assert any(isinstance(store.native_row(i), tuple) and store.native_row(i)[0] == -1 for i, _ in cases)
+    loaded = RowStore.from_compact(words, store.compact())
+    empty = memoryview(np.zeros(0, np.int32))
+    for i, row in cases:
+        bits = np.unpackbits(row.view(np.uint8), bitorder="little")
+        for source in (store, loaded):
+            dst = torch.from_numpy(rng.integers(-2**31, 2**31 - 1, words, dtype=np.int32))
+            module.fill(dst.data_ptr(), words, source.native_row(i))
+            np.testing.assert_array_equal(dst.numpy(), row)
+            # every token allowed by the row goes to the default state 5, the others nowhere
+            record = (source.native_row(i), empty, empty, 5, words * 32)
+            got = [module.next_state(record, t) for t in range(words * 32)]
+            np.testing.assert_array_equal(np.asarray(got) == 5, bits.astype(bool))
+    with pytest.raises(ValueError, match="words"):
+        module.fill(torch.zeros(words + 1, dtype=torch.int32).data_ptr(), words + 1,
+                    store.native_row(next(i for i, _ in cases if store.fill_plans[i] is None)))
