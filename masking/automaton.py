@@ -315,9 +315,31 @@ def determinize(nfa: NFA, frag: tuple[int, int], max_states: int):
                 by_targets[key] = d
             row[c] = d
         rows.append(row)
+    accepting = [end in s for s in sets]
+    # trim: a state from which nothing can be accepted (an empty class such as [^\s\S] ahead)
+    # is not told apart from DEAD by minimize, which compares the entries rows have
+    live = _coreachable(rows, accepting)
+    if not all(live):
+        rows = [[t if t != DEAD and live[t] else DEAD for t in row] for row in rows]
     trans = np.array(rows, dtype=np.int32).reshape(len(rows), num_classes)
-    accepting = np.array([end in s for s in sets], dtype=bool)
-    return trans, accepting, byte_class
+    return trans, np.array(accepting, dtype=bool), byte_class
+
+
+def _coreachable(rows: list[list[int]], accepting: list[bool]) -> list[bool]:
+    """Per state: can an accepting state be reached from it?"""
+    preds: list[list[int]] = [[] for _ in rows]
+    for q, row in enumerate(rows):
+        for t in set(row):
+            if t != DEAD:
+                preds[t].append(q)
+    live = list(accepting)
+    todo = [q for q, a in enumerate(accepting) if a]
+    while todo:
+        for q in preds[todo.pop()]:
+            if not live[q]:
+                live[q] = True
+                todo.append(q)
+    return live
 
 
 def hash_weights(n: int) -> np.ndarray:
@@ -493,29 +515,103 @@ def _exact_classes(part: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, int
     return exact, len(ids)
 
 
-def regex_tree_to_dfa(tree, where: str = "regex") -> DFA:
-    """Compile a syntax tree from `regex.parse_regex` / `regex.literal`."""
-    nfa = NFA()
-
+def regex_fragment(builder, tree, where: str = "regex"):
+    """Build a syntax tree from `regex.parse_regex` / `regex.literal` with `builder`: an `NFA`
+    (a fragment), or `LanguageFacts` (whether the language is empty or holds "")."""
     def build(node):
         kind = node[0]
         if kind == "set":
-            return nfa.fragment_codepoints(node[1])
+            return builder.fragment_codepoints(node[1])
         if kind == "cat":
-            return nfa.concat([build(x) for x in node[1]])
+            return builder.concat([build(x) for x in node[1]])
         if kind == "alt":
-            return nfa.union([build(x) for x in node[1]])
+            return builder.union([build(x) for x in node[1]])
         if kind == "rep":
             _, inner, lo, hi = node
             if (hi if hi is not None else lo) > 10_000:
                 raise GrammarCompileError(f"repetition bound {hi or lo} is too large to unroll",
                                           where=where)
-            return nfa.repeat(lambda: build(inner), lo, hi)
+            return builder.repeat(lambda: build(inner), lo, hi)
         raise AssertionError(kind)
 
+    return build(tree)
+
+
+def regex_tree_to_dfa(tree, where: str = "regex") -> DFA:
+    """Compile a syntax tree from `regex.parse_regex` / `regex.literal`."""
+    nfa = NFA()
     try:
-        return nfa.to_dfa(build(tree))
+        return nfa.to_dfa(regex_fragment(nfa, tree, where))
     except GrammarCompileError as exc:
         if exc.where is not None:
             raise
         raise GrammarCompileError(str(exc), where=where) from None
+
+
+Facts = tuple[bool, bool]  # (the language is empty, the language holds the empty string)
+
+
+class LanguageFacts:
+    """The `NFA` builder's interface over `Facts` instead of fragments: what a terminal's
+    language is like, known without determinizing it."""
+
+    @staticmethod
+    def of(dfa: DFA) -> Facts:
+        return dfa.is_empty, (not dfa.is_empty) and bool(dfa.accepting[0])
+
+    @staticmethod
+    def fragment_codepoints(ranges) -> Facts:
+        return not any(utf8_sequences(lo, hi) for lo, hi in ranges), False
+
+    @staticmethod
+    def concat(parts) -> Facts:
+        parts = list(parts)
+        return any(e for e, _ in parts), all(n for _, n in parts)
+
+    @staticmethod
+    def union(parts) -> Facts:
+        parts = list(parts)
+        return all(e for e, _ in parts), any(n for _, n in parts)
+
+    @staticmethod
+    def optional(part: Facts) -> Facts:
+        return False, True
+
+    @staticmethod
+    def repeat(make, lo: int, hi: int | None) -> Facts:
+        empty, nullable = make()
+        return (lo > 0 and empty), (lo == 0 or nullable)
+
+    @staticmethod
+    def embed(dfa: DFA) -> Facts:
+        return LanguageFacts.of(dfa)
+
+
+class Leaf:
+    """A terminal occurrence's byte DFA, built on first use of `dfa`: a grammar explored lazily
+    never determinizes the terminals it does not reach. Whether the language is empty and
+    whether it holds "" are known up front (productivity needs them for every terminal)."""
+
+    __slots__ = ("_make", "_dfa", "is_empty", "nullable")
+
+    def __init__(self, make, facts: Facts):
+        self._make = make
+        self._dfa: DFA | None = None
+        self.is_empty, self.nullable = facts
+
+    @classmethod
+    def of(cls, dfa: DFA) -> "Leaf":
+        leaf = cls(None, LanguageFacts.of(dfa))
+        leaf._dfa = dfa
+        return leaf
+
+    @property
+    def built(self) -> bool:
+        return self._dfa is not None
+
+    @property
+    def dfa(self) -> DFA:
+        if self._dfa is None:
+            self._dfa = self._make()
+            self._make = None
+        return self._dfa

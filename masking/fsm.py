@@ -55,8 +55,10 @@ class TokenFSM:
         self._states: list[StateResult | None] = [None] * dfa.num_states
         self._tables: dict | None = None  # set when loaded from the cache: states made on use
         self._complete = False
-        used = np.flatnonzero(dfa.used_bytes())
-        self.spells_all_bytes = bool(index.single_byte[used].all())
+        # a vocabulary with a token for every byte spells anything, and the check is skipped:
+        # it reads every terminal's DFA, which a lazily explored grammar has not built
+        self.spells_all_bytes = bool(index.single_byte.all()) or \
+            bool(index.single_byte[np.flatnonzero(dfa.used_bytes())].all())
         if not lazy or not self.spells_all_bytes:
             self.compile_all()
 

@@ -27,8 +27,8 @@ from lark.exceptions import LarkError
 from lark.grammar import NonTerminal, Terminal
 from lark.load_grammar import PatternRE, PatternStr, _literal_to_pattern, load_grammar
 
-from .automaton import DFA, NFA, literal_dfa, regex_tree_to_dfa
-from .stack_dfa import Grammar, RuleAutomaton, StackDFA
+from .automaton import DFA, NFA, Facts, LanguageFacts, Leaf, literal_dfa, regex_fragment, regex_tree_to_dfa
+from .stack_dfa import Grammar, RuleAutomaton, StackDFA, refine
 from .errors import GrammarCompileError
 from .regex import literal as literal_tree
 from .regex import normalize, parse_regex
@@ -110,6 +110,7 @@ class _Compiler:
         if start not in self.rules:
             raise GrammarCompileError(f"no rule named {start!r} (the start rule)", where="grammar")
         self.term_memo: dict[str, DFA] = {}
+        self.term_facts: dict[str, Facts] = {}
         self.term_stack: list[str] = []
         self._find_cycles()
         self.ignore_dfa = None
@@ -121,7 +122,7 @@ class _Compiler:
             frag = nfa.union([nfa.embed(self.terminal(n)) for n in self.ignore])
             self.ignore_dfa = nfa.to_dfa(nfa.star(frag))
         self.rule_ids: dict[str, int] = {}
-        self.leaves: list[DFA] = []
+        self.leaves: list[Leaf] = []
         self.leaf_ids: dict[tuple, int] = {}
 
     # -- recursion structure -------------------------------------------------------------------
@@ -185,16 +186,21 @@ class _Compiler:
         nfa = NFA()
         return symbol_dfa(nfa, self.rule_fragment(nfa, self.rules[name], name))
 
-    def leaf(self, key: tuple, make) -> int:
-        """The id of a terminal occurrence's byte DFA (ignored text may precede it)."""
+    def leaf(self, key: tuple, make, facts) -> int:
+        """The id of a terminal occurrence's byte DFA (ignored text may precede it). The DFA is
+        made on first use; `facts()` checks the terminal and says what its language is like."""
         got = self.leaf_ids.get(key)
         if got is None:
-            dfa = make()
-            if self.ignore_dfa is not None:
-                nfa = NFA()
-                dfa = nfa.to_dfa(nfa.concat([nfa.embed(self.ignore_dfa), nfa.embed(dfa)]))
+            ignore = self.ignore_dfa
+            if ignore is None:
+                leaf = Leaf(make, facts())
+            else:
+                def make_after_ignored() -> DFA:
+                    nfa = NFA()
+                    return nfa.to_dfa(nfa.concat([nfa.embed(ignore), nfa.embed(make())]))
+                leaf = Leaf(make_after_ignored, LanguageFacts.concat([LanguageFacts.of(ignore), facts()]))
             got = len(self.leaves)
-            self.leaves.append(dfa)
+            self.leaves.append(leaf)
             self.leaf_ids[key] = got
         return got
 
@@ -202,16 +208,19 @@ class _Compiler:
         """A rule body as an NFA over symbols: leaf ids (terminal occurrences) and ~rule ids."""
         return self._fragment(
             nfa, node, f"rule {rule}",
-            atom=lambda key, make: nfa.fragment_symbol(self.leaf(key, make)),
+            atom=lambda key, make, facts: nfa.fragment_symbol(self.leaf(key, make, facts)),
             rule_ref=lambda name: nfa.fragment_symbol(~self.rule_ids[name]))
 
-    def _fragment(self, nfa: NFA, node, where: str, atom, rule_ref):
-        """The walk of Lark's tree shared by rules and terminals: `atom(key, make)` is the
-        fragment of a terminal piece (`make()` builds its byte DFA), `rule_ref(name)` of a rule."""
+    def _fragment(self, nfa, node, where: str, atom, rule_ref):
+        """The walk of Lark's tree shared by rules and terminals, built with `nfa` (an `NFA`, or
+        `LanguageFacts`): `atom(key, make, facts)` is the fragment of a terminal piece (`make()`
+        builds its byte DFA, `facts()` says what its language is like), `rule_ref(name)` of a
+        rule."""
         if isinstance(node, NonTerminal):
             return rule_ref(node.name)
         if isinstance(node, Terminal):
-            return atom(("terminal", node.name), lambda: self.terminal(node.name))
+            return atom(("terminal", node.name), lambda: self.terminal(node.name),
+                        lambda: self.terminal_facts(node.name))
         if not isinstance(node, Tree):
             raise GrammarCompileError(f"unexpected grammar element {node!r}", where=where)
         kind = node.data
@@ -221,7 +230,7 @@ class _Compiler:
             return nfa.union([walk(k) for k in kids])
         if kind == "expansion":
             if self._is_lark_string_inner(kids):
-                return atom(("escaped-string-body",), _escaped_string_body)
+                return atom(("escaped-string-body",), _escaped_string_body, lambda: (False, True))
             return nfa.concat([walk(k) for k in kids])
         if kind in ("alias", "value"):
             return walk(kids[0])
@@ -229,10 +238,12 @@ class _Compiler:
             return nfa.optional(walk(kids[0]))
         if kind == "literal":
             token = kids[0]
-            return atom(("literal", token.type, token.value), lambda: self.pattern(token, where))
+            return atom(("literal", token.type, token.value), lambda: self.pattern(token, where),
+                        lambda: self.pattern_facts(token, where))
         if kind == "range":
             lo, hi = (_literal_to_pattern(k).value for k in kids)
-            return atom(("range", lo, hi), lambda: _range_dfa(lo, hi, where))
+            return atom(("range", lo, hi), lambda: _range_dfa(lo, hi, where),
+                        lambda: LanguageFacts.fragment_codepoints(_range_of(lo, hi, where)))
         if kind == "expr":
             lo, hi = self._repetition(kids, where)
             return nfa.repeat(lambda: walk(kids[0]), lo, hi)
@@ -274,6 +285,25 @@ class _Compiler:
             self.term_memo[name] = got
         return got
 
+    def terminal_facts(self, name: str) -> Facts:
+        """`LanguageFacts` of a terminal, checking its definition as `terminal` would, without
+        building its DFA (unless it is already built)."""
+        got = self.term_facts.get(name)
+        if got is None:
+            if name not in self.terms:
+                raise GrammarCompileError(f"terminal {name!r} is used but not defined", where="grammar")
+            if name in self.term_stack:
+                raise GrammarCompileError("terminals cannot be recursive", where=f"terminal {name}")
+            dfa = self.term_memo.get(name) or _TERMINAL_MEMO.get(self._terminal_key(name))
+            if dfa is not None:
+                got = LanguageFacts.of(dfa)
+            else:
+                self.term_stack.append(name)
+                got = self.fragment(LanguageFacts, self.terms[name], name)
+                self.term_stack.pop()
+            self.term_facts[name] = got
+        return got
+
     def _terminal_key(self, name: str) -> str:
         """The terminal's definition with the definitions of the terminals it uses: equal keys
         mean equal languages, in any grammar (the cross-compile memo's key)."""
@@ -291,32 +321,51 @@ class _Compiler:
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def pattern(self, token: Token, where: str) -> DFA:
-        try:
-            pat = _literal_to_pattern(token)
-        except (LarkGrammarError, LarkError) as exc:
-            raise GrammarCompileError(str(exc), where=where) from None
-        key = (type(pat).__name__, pat.value, tuple(sorted(pat.flags)))
+        pat, key = self._pattern_key(token, where)
         got = _PATTERN_MEMO.get(key)
         if got is None:
             got = _plain_literal(pat)
             if got is None:
-                if isinstance(pat, PatternStr):
-                    tree = literal_tree(pat.value, ignore_case="i" in pat.flags)
-                else:
-                    assert isinstance(pat, PatternRE)
-                    tree = parse_regex(pat.value, "".join(sorted(pat.flags)),
-                                       where=f"{where}, {token.value}")
-                got = regex_tree_to_dfa(tree, where=where)
+                got = regex_tree_to_dfa(self._pattern_tree(pat, token, where), where=where)
             _remember(_PATTERN_MEMO, key, got)
         return got
 
-    def fragment(self, nfa: NFA, node, term: str):
-        """A terminal's definition as a byte NFA (terminals are regular: no rules inside)."""
+    def pattern_facts(self, token: Token, where: str) -> Facts:
+        """`LanguageFacts` of a literal or regex, checking it as `pattern` would."""
+        pat, key = self._pattern_key(token, where)
+        got = _PATTERN_MEMO.get(key)
+        if got is not None:
+            return LanguageFacts.of(got)
+        if _plain_literal_bytes(pat) is not None:
+            return False, pat.value == ""
+        return regex_fragment(LanguageFacts, self._pattern_tree(pat, token, where), where)
+
+    @staticmethod
+    def _pattern_key(token: Token, where: str) -> tuple:
+        try:
+            pat = _literal_to_pattern(token)
+        except (LarkGrammarError, LarkError) as exc:
+            raise GrammarCompileError(str(exc), where=where) from None
+        return pat, (type(pat).__name__, pat.value, tuple(sorted(pat.flags)))
+
+    @staticmethod
+    def _pattern_tree(pat, token: Token, where: str):
+        if isinstance(pat, PatternStr):
+            return literal_tree(pat.value, ignore_case="i" in pat.flags)
+        assert isinstance(pat, PatternRE)
+        return parse_regex(pat.value, "".join(sorted(pat.flags)), where=f"{where}, {token.value}")
+
+    def fragment(self, nfa, node, term: str):
+        """A terminal's definition as a byte NFA, or as its `LanguageFacts` when `nfa` is that
+        class (terminals are regular: no rules inside)."""
         def no_rules(name: str):
             raise GrammarCompileError("a terminal cannot use a rule", where=f"terminal {term}")
 
-        return self._fragment(nfa, node, f"terminal {term}",
-                              atom=lambda key, make: nfa.embed(make()), rule_ref=no_rules)
+        if nfa is LanguageFacts:
+            atom = lambda key, make, facts: facts()  # noqa: E731
+        else:
+            atom = lambda key, make, facts: nfa.embed(make())  # noqa: E731
+        return self._fragment(nfa, node, f"terminal {term}", atom=atom, rule_ref=no_rules)
 
     @staticmethod
     def _single_literal(node):
@@ -331,15 +380,21 @@ class _Compiler:
         return len(kids) == 2 and tuple(self._single_literal(k) for k in kids) == _LARK_STRING_INNER
 
 
-def _plain_literal(pat) -> DFA | None:
-    """A case-sensitive string literal's DFA, built directly; None for anything else (and for
-    text UTF-8 cannot encode, which the general path reports)."""
+def _plain_literal_bytes(pat) -> bytes | None:
+    """A case-sensitive string literal's bytes; None for anything else (and for text UTF-8
+    cannot encode, which the general path reports)."""
     if not isinstance(pat, PatternStr) or "i" in pat.flags:
         return None
     try:
-        return literal_dfa(pat.value.encode("utf-8"))
+        return pat.value.encode("utf-8")
     except UnicodeEncodeError:
         return None
+
+
+def _plain_literal(pat) -> DFA | None:
+    """A case-sensitive string literal's DFA, built directly; None for anything else."""
+    data = _plain_literal_bytes(pat)
+    return None if data is None else literal_dfa(data)
 
 
 # compiled regexes, literals and terminals, shared by every compile in the process (STRING, INT,
@@ -359,11 +414,15 @@ def _escaped_string_body() -> DFA:
     return regex_tree_to_dfa(parse_regex(_ESCAPED_STRING_BODY))
 
 
-def _range_dfa(lo: str, hi: str, where: str) -> DFA:
+def _range_of(lo: str, hi: str, where: str):
     if len(lo) != 1 or len(hi) != 1:
         raise GrammarCompileError("a range needs single characters", where=where)
+    return normalize([(ord(lo), ord(hi))])
+
+
+def _range_dfa(lo: str, hi: str, where: str) -> DFA:
     nfa = NFA()
-    return nfa.to_dfa(nfa.fragment_codepoints(normalize([(ord(lo), ord(hi))])))
+    return nfa.to_dfa(nfa.fragment_codepoints(_range_of(lo, hi, where)))
 
 
 def symbol_dfa(nfa: NFA, frag: tuple[int, int]) -> RuleAutomaton:
@@ -388,17 +447,7 @@ def symbol_dfa(nfa: NFA, frag: tuple[int, int]) -> RuleAutomaton:
             row.append((sym, d))
         edges.append(row)
     accepting = [end in s for s in sets]
-    # Moore refinement: states with equal futures merge (shared suffixes of alternatives)
-    part = [int(a) for a in accepting]
-    count = len(set(part))
-    while True:
-        sigs: dict[tuple, int] = {}
-        new = [sigs.setdefault((part[s], tuple((sym, part[t]) for sym, t in edges[s])), len(sigs))
-               for s in range(len(sets))]
-        part = new
-        if len(sigs) == count:
-            break
-        count = len(sigs)
+    part, _ = refine(edges, accepting)  # states with equal futures merge (shared suffixes)
     order = {part[0]: 0}
     queue = [0]
     rep: dict[int, int] = {}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .automaton import DEAD, DFA, hash_weights, minimize
+from .automaton import DEAD, DFA, Leaf, hash_weights, minimize
 from .errors import GrammarCompileError
 
 ROOT = -1  # the continuation after the start rule: the grammar may end
@@ -35,9 +35,10 @@ class RuleAutomaton:
 
 class Grammar:
     """What `StackDFA` explores: the rules joined into one minimized automaton over symbols (so
-    equal suffixes of different rules are one state), leaf byte DFAs, recursion bounds."""
+    equal suffixes of different rules are one state), leaf byte DFAs (built on first use),
+    recursion bounds."""
 
-    def __init__(self, rules: list[RuleAutomaton], rule_names: list[str], leaves: list[DFA],
+    def __init__(self, rules: list[RuleAutomaton], rule_names: list[str], leaves: list[Leaf],
                  heads: set[int], start: int, max_depth: int, tail: DFA | None):
         self.rule_names = rule_names
         self.leaves = leaves
@@ -110,31 +111,72 @@ class Grammar:
         return self._start_of.get(state, [])
 
     def used_bytes(self) -> np.ndarray:
+        """Bytes any terminal reads (builds every terminal's DFA)."""
         used = np.zeros(256, bool)
-        for leaf in self.leaves + ([self.tail] if self.tail is not None else []):
-            if not leaf.is_empty:
-                used |= (leaf.trans != DEAD).any(axis=0)
+        for dfa in [leaf.dfa for leaf in self.leaves if not leaf.is_empty] + \
+                ([self.tail] if self.tail is not None else []):
+            if not dfa.is_empty:
+                used |= (dfa.trans != DEAD).any(axis=0)
         return used
+
+
+def refine(edges: list[list[tuple[int, int]]], accepting: list[bool]) -> tuple[list[int], int]:
+    """The coarsest partition of an automaton over symbols whose classes have equal futures:
+    (class per state, number of classes), classes numbered from 0. Partition refinement with a
+    worklist: only a class holding a predecessor of a state that just moved is looked at again,
+    and a split class keeps its largest part (Moore's rounds over every state cost as many rounds
+    as the longest chain of alike states, tens in an API grammar)."""
+    n = len(edges)
+    preds: list[list[int]] = [[] for _ in range(n)]
+    for q, row in enumerate(edges):
+        for _, t in row:
+            preds[t].append(q)
+    first: dict[bool, int] = {}
+    part = [first.setdefault(bool(a), len(first)) for a in accepting]
+    members: list[list[int]] = [[] for _ in first]
+    for q, c in enumerate(part):
+        members[c].append(q)
+    todo = list(range(len(members)))
+    queued = [True] * len(members)
+    while todo:
+        c = todo.pop()
+        queued[c] = False
+        group = members[c]
+        if len(group) < 2:
+            continue
+        by_future: dict[tuple, list[int]] = {}
+        for q in group:
+            by_future.setdefault(tuple([(sym, part[t]) for sym, t in edges[q]]), []).append(q)
+        if len(by_future) == 1:
+            continue
+        parts = sorted(by_future.values(), key=len, reverse=True)  # stable: ties in first-seen order
+        members[c] = parts[0]
+        for moved in parts[1:]:
+            new = len(members)
+            members.append(moved)
+            queued.append(False)
+            for q in moved:
+                part[q] = new
+        for moved in parts[1:]:
+            for q in moved:
+                for p in preds[q]:
+                    d = part[p]
+                    if not queued[d]:
+                        queued[d] = True
+                        todo.append(d)
+    return part, len(members)
 
 
 def _join(rules: list[RuleAutomaton]):
     """All rule automata as one minimized automaton over symbols: (edges, accepting, the state
-    each rule starts at). Moore refinement; rules are small, so plain dicts do."""
+    each rule starts at)."""
     offsets, edges, accepting = [], [], []
     for ra in rules:
         offsets.append(len(edges))
         base = offsets[-1]
         edges.extend([(sym, base + t) for sym, t in row] for row in ra.edges)
         accepting.extend(ra.accepting)
-    part = [int(a) for a in accepting]
-    count = len(set(part))
-    while True:
-        sigs: dict[tuple, int] = {}
-        part = [sigs.setdefault((part[q], tuple((sym, part[t]) for sym, t in row)), len(sigs))
-                for q, row in enumerate(edges)]
-        if len(sigs) == count:
-            break
-        count = len(sigs)
+    part, count = refine(edges, accepting)
     rep: dict[int, int] = {}
     for q in range(len(edges)):
         rep.setdefault(part[q], q)
@@ -162,11 +204,10 @@ class StackDFA:
         self._acc = np.zeros(64, bool)
         self._expanded = np.zeros(64, bool)
         self._tail_leaf = len(grammar.leaves)  # leaf id of the ignored tail, when there is one
-        self._leaf_trans = [leaf.trans for leaf in grammar.leaves]
-        self._leaf_acc = [leaf.accepting for leaf in grammar.leaves]
-        if grammar.tail is not None:
-            self._leaf_trans.append(grammar.tail.trans)
-            self._leaf_acc.append(grammar.tail.accepting)
+        self._leaves = list(grammar.leaves) + ([Leaf.of(grammar.tail)] if grammar.tail is not None else [])
+        # a leaf's tables, filled when a state holding it is first expanded
+        self._leaf_trans: list[np.ndarray | None] = [None] * len(self._leaves)
+        self._leaf_acc: list[np.ndarray | None] = [None] * len(self._leaves)
         self._allowed: dict[int, list[int]] = {}
         self._class_memo: dict[tuple, tuple] = {}
         self._succ: dict[int, list[int]] = {}
@@ -214,7 +255,7 @@ class StackDFA:
                 c2 = self._cont(q2, depth, parent)
                 if sym >= 0:
                     leaves.add((sym, 0, c2))
-                    if self._leaf_acc[sym][0]:
+                    if self._leaves[sym].nullable:
                         nxt.append(c2)
                 else:
                     sub = ~sym
@@ -252,6 +293,10 @@ class StackDFA:
         key = tuple((leaf, q) for leaf, q, _ in leaves)
         got = self._class_memo.get(key)
         if got is None:
+            for leaf, _ in key:
+                if self._leaf_trans[leaf] is None:
+                    dfa = self._leaves[leaf].dfa
+                    self._leaf_trans[leaf], self._leaf_acc[leaf] = dfa.trans, dfa.accepting
             rows = np.stack([self._leaf_trans[leaf][q] for leaf, q in key])  # (n, 256)
             n = rows.shape[0]
             if n == 1:

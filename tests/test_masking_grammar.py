@@ -212,3 +212,89 @@ def test_recursion_bound_matches_the_unrolled_grammar(text, depth, seed):
             expected = lark_accepts(oracle, s.decode())
             assert eager.accepts(s) == expected, (text, s)
             assert lazy.accepts(s) == expected, (text, s)
+
+
+# -- lazily built terminals ---------------------------------------------------------------------
+
+def _lazy(text, depth=3):
+    from octogram.masking.grammar import _Compiler, parse_lark
+
+    parsed, _ = parse_lark(text, ())
+    compiler = _Compiler(parsed, "start", depth)
+    return compiler.run(lazy=True).dfa, compiler.leaves
+
+
+def _fresh_terminal_memos(monkeypatch):
+    from octogram.masking import grammar
+
+    monkeypatch.setattr(grammar, "_PATTERN_MEMO", {})
+    monkeypatch.setattr(grammar, "_TERMINAL_MEMO", {})
+
+
+@settings(max_examples=60, deadline=None)
+@given(grammars())
+def test_terminal_facts_are_those_of_the_built_dfa(text):
+    """A lazily compiled grammar knows each terminal's emptiness and whether it holds "" before
+    building its DFA; both must be what the DFA says."""
+    from octogram.masking.automaton import LanguageFacts
+
+    _, leaves = _lazy(text + 'EMPTY: /[^\\s\\S]/\nMAYBE: "x"? EMPTY?\n')
+    for leaf in leaves:
+        assert (leaf.is_empty, leaf.nullable) == LanguageFacts.of(leaf.dfa)
+
+
+def test_a_lazy_compile_builds_only_the_terminals_it_reaches(monkeypatch):
+    _fresh_terminal_memos(monkeypatch)
+    text = ('start: "go(" ARG ")" | "stop"\nARG: /[a-z]{1,40}(-[0-9a-f]{8}){0,4}/\n'
+            'NEVER: /[^\\s\\S]+/\nunused: NEVER\n')
+    dfa, leaves = _lazy(text)
+    assert len(leaves) == 4 and not any(leaf.built for leaf in leaves)
+    dfa.ensure([0])                  # the first state reads only the two literals it starts with
+    assert sum(leaf.built for leaf in leaves) == 2
+    assert dfa.accepts(b"go(abc-0123abcd)") and not dfa.accepts(b"go()")
+    assert all(leaf.built for leaf in leaves)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('start: "a" | "b" B\nB: /(?=x)x/\n', "lookaround"),
+    ('start: "a" | "b" B\nB: C\n', "used but not defined"),
+    ('start: "a" | "b" B\nB: "x" B?\n', "[Rr]ecursi"),
+    ('start: "a" | "b" B\nB: "x" C\nC: /x$/\n', "anchor"),
+    ('start: "a" | "b" /a{20000}/\n', "too large"),
+    ('start: "a" | "b" "ab".."c"\n', "single characters"),
+])
+def test_errors_of_unreached_terminals_are_raised_by_a_lazy_compile(monkeypatch, text, message):
+    _fresh_terminal_memos(monkeypatch)
+    with pytest.raises(GrammarCompileError, match=message):
+        _lazy(text)
+    with pytest.raises(GrammarCompileError, match=message):
+        compile_lark(text)
+
+
+def _moore(edges, accepting):
+    """Plain Moore refinement: the reference for `refine`."""
+    part = [int(a) for a in accepting]
+    count = len(set(part))
+    while True:
+        sigs = {}
+        part = [sigs.setdefault((part[q], tuple((s, part[t]) for s, t in row)), len(sigs))
+                for q, row in enumerate(edges)]
+        if len(sigs) == count:
+            return part
+        count = len(sigs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 12).flatmap(lambda n: st.tuples(
+    st.lists(st.lists(st.tuples(st.integers(0, 2), st.integers(0, n - 1)), max_size=3,
+                      unique_by=lambda e: e[0]).map(sorted), min_size=n, max_size=n),
+    st.lists(st.booleans(), min_size=n, max_size=n))))
+def test_refine_equals_moore(automaton):
+    from octogram.masking.stack_dfa import refine
+
+    edges, accepting = automaton
+    part, count = refine(edges, accepting)
+    expected = _moore(edges, accepting)
+    assert count == len(set(expected)) and sorted(set(part)) == list(range(count))
+    pairs = {(a, b) for a, b in zip(part, expected)}
+    assert len(pairs) == count  # the same partition, up to the names of the classes

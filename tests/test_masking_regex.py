@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from octogram.masking import GrammarCompileError, automaton
-from octogram.masking.automaton import literal_dfa, regex_tree_to_dfa
+from octogram.masking.automaton import LanguageFacts, literal_dfa, regex_fragment, regex_tree_to_dfa
 from octogram.masking.regex import literal, parse_regex, utf8_sequences
 
 ALPHABET = "ab\"\\\n.-09éあ😀"
@@ -123,3 +123,47 @@ def test_small_minimize_equals_the_array_version(monkeypatch):
             regex_tree_to_dfa(parse_regex(pattern, ""))
         a, b = _minimize_both(*captured["args"], monkeypatch)
         assert np.array_equal(a.trans, b.trans) and np.array_equal(a.accepting, b.accepting), pattern
+
+
+# atoms whose language is empty (no character, or only surrogates, which UTF-8 cannot encode)
+# or holds only "", so that emptiness and nullability reach every node kind
+_FACT_ATOMS = [r"[^\s\S]", "[\ud800-\udfff]", "(?:a{0})", "(?:[^\\s\\S]|a)", "a", "(?:)"]
+
+
+@st.composite
+def fact_patterns(draw, depth=0):
+    if depth > 2 or draw(st.integers(0, 3)) == 0:
+        return draw(st.sampled_from(_FACT_ATOMS + ["b", "[0-9]"]))
+    kind = draw(st.sampled_from(["cat", "alt", "rep"]))
+    if kind == "cat":
+        return "".join(draw(st.lists(fact_patterns(depth + 1), min_size=1, max_size=3)))
+    if kind == "alt":
+        return "(?:" + "|".join(draw(st.lists(fact_patterns(depth + 1), min_size=2, max_size=3))) + ")"
+    q = draw(st.sampled_from(["*", "+", "?", "{2}", "{1,3}", "{0,2}", "{0}", "{2,}"]))
+    return "(?:" + draw(fact_patterns(depth + 1)) + ")" + q
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(fact_patterns(), patterns()))
+def test_language_facts_match_the_built_dfa(pattern):
+    """Whether a regex's language is empty or holds "" is known without building its DFA (a
+    lazily compiled grammar needs it of every terminal); it must be what the DFA says."""
+    tree = parse_regex(pattern)
+    assert regex_fragment(LanguageFacts, tree) == LanguageFacts.of(regex_tree_to_dfa(tree)), pattern
+
+
+def test_language_facts_of_edge_cases():
+    for pattern, facts in [(r"[^\s\S]", (True, False)), ("[\ud800-\udfff]", (True, False)),
+                           ("a{0}", (False, True)), ("(?:[^\\s\\S])*", (False, True)),
+                           ("(?:[^\\s\\S])+", (True, False)), ("a?", (False, True)), ("a+", (False, False))]:
+        tree = parse_regex(pattern)
+        assert regex_fragment(LanguageFacts, tree) == facts == LanguageFacts.of(regex_tree_to_dfa(tree)), pattern
+
+
+def test_states_that_cannot_reach_acceptance_are_trimmed():
+    """After "a", "c" leads only into an empty class: it must be DEAD (no dead end in the mask),
+    and a language that is empty altogether has no states."""
+    dfa = regex_tree_to_dfa(parse_regex(r"a(?:b|cd[^\s\S])"))
+    assert dfa.accepts(b"ab") and dfa.trans[dfa.trans[0, ord("a")], ord("c")] == automaton.DEAD
+    assert dfa.num_states == 3
+    assert regex_tree_to_dfa(parse_regex(r"(?:[^\s\S]|a)[^\s\S]")).is_empty
