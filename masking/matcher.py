@@ -17,8 +17,7 @@ class Matcher:
         self._finished: list[bool] = [False]
         self.max_rollback = max_rollback
         self._eos = frozenset(fsm.eos_token_ids)
-        # fill_bitmask's last target: (bitmask, index, its version, its address), and how to
-        # write it
+        # fill_bitmask's last target: (bitmask, index, its data pointer), and how to write it
         self._fill_key: tuple | None = None
         self._fill_dst: int | np.ndarray | torch.Tensor | None = None
 
@@ -73,12 +72,12 @@ class Matcher:
         """Write the allowed-token mask into `bitmask` (a row of int32 words, or row `index` of a
         2-D bitmask). A finished sequence allows only EOS."""
         key = self._fill_key
-        # a cached address must not outlive its memory: the version counter moves on set_(),
-        # resize_() and any torch write, the address on `.data =` and storage resizes
-        if key is None or key[0] is not bitmask or key[1] != index \
-                or key[2] != bitmask._version or key[3] != bitmask.data_ptr():
+        # a cached address must not outlive its memory: set_(), `.data =`, a growing resize_()
+        # and a storage resize all move the data pointer (torch's calls cost, on a cold cache,
+        # a good part of a step, so only this one is made)
+        if key is None or key[0] is not bitmask or key[1] != index or key[2] != bitmask.data_ptr():
             self._fill_dst = self._fill_target(bitmask, index)
-            self._fill_key = (bitmask, index, bitmask._version, bitmask.data_ptr())
+            self._fill_key = (bitmask, index, bitmask.data_ptr())
         dst = self._fill_dst
         fsm = self.fsm
         if self._finished[-1]:
