@@ -73,13 +73,16 @@ class TokenFSM:
             if s >= len(self._states):
                 raise IndexError(f"state {s} does not exist: this FSM has {len(self._states)} states")
         got = self._states[s]
-        if got is None and self._tables is not None:
-            got = self._states[s] = self._state_from_tables(s)
-        elif got is None:
-            ids, nxt, loop_mask = cross_state(self.dfa, self.index, s)
-            got = state_result(s, ids, nxt, loop_mask, bool(self.dfa.accepting[s]),
-                               self.eos_token_ids, self.vocab_size, self.words, self._rows,
-                               self.index)
+        if got is None:
+            if self._tables is not None:
+                got = self._state_from_tables(s)
+            else:
+                ids, nxt, loop_mask = cross_state(self.dfa, self.index, s)
+                got = state_result(s, ids, nxt, loop_mask, bool(self.dfa.accepting[s]),
+                                   self.eos_token_ids, self.vocab_size, self.words, self._rows,
+                                   self.index)
+            if native_step() is not None:  # made now, not in the first decode step to reach it
+                self._step_record(got)
             self._states[s] = got
         return got
 
