@@ -75,28 +75,30 @@ def load_extension(source: Path) -> ModuleType | None:
     it), built on first use; None when it cannot be built here (the reason is warned once)."""
     if not enabled():
         return None
-    name = source.stem
-    if name in _loaded:
-        return _loaded[name]
+    name, key = source.stem, str(source)
+    if key in _loaded:
+        return _loaded[key]
     with _lock:
-        if name not in _loaded:
+        if key not in _loaded:
             try:
                 include = sysconfig.get_paths()["include"]
                 if not os.path.exists(os.path.join(include, "Python.h")):
                     raise RuntimeError(f"Python's headers are not installed ({include}/Python.h)")
                 suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-                path = _build(source, ("-O3", "-shared", "-fPIC", f"-I{include}"), suffix)
+                # on macOS, Python's symbols resolve when the interpreter loads the module
+                link = ("-undefined", "dynamic_lookup") if sys.platform == "darwin" else ()
+                path = _build(source, ("-O3", "-shared", "-fPIC", f"-I{include}", *link), suffix)
                 spec = importlib.util.spec_from_file_location(
                     name, path, loader=importlib.machinery.ExtensionFileLoader(name, str(path)))
                 module = importlib.util.module_from_spec(spec)
                 spec.loader.exec_module(module)
-                _loaded[name] = module
+                _loaded[key] = module
             except (OSError, RuntimeError, ImportError) as error:
-                _loaded[name] = None
+                _loaded[key] = None
                 warnings.warn(f"octogram: native {name} unavailable, using the Python "
                               f"implementation (same results, slower): {error}",
                               RuntimeWarning, stacklevel=3)
-    return _loaded[name]
+    return _loaded[key]
 
 
 def _compiler() -> tuple[str, bytes]:

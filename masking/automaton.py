@@ -611,7 +611,7 @@ class Leaf:
 
     @property
     def dfa(self) -> DFA:
-        if self._dfa is None:
-            self._dfa = self._make()
-            self._make = None
-        return self._dfa
+        got = self._dfa
+        if got is None:  # two threads may both build it: the same DFA, one is kept
+            got = self._dfa = self._make()
+        return got

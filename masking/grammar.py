@@ -19,6 +19,7 @@ at all, compiling fails with an error naming the recursive rules.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 
 from lark import Token, Tree
@@ -278,9 +279,11 @@ class _Compiler:
             got = _TERMINAL_MEMO.get(key)
             if got is None:
                 self.term_stack.append(name)
-                nfa = NFA()
-                got = nfa.to_dfa(self.fragment(nfa, self.terms[name], name))
-                self.term_stack.pop()
+                try:
+                    nfa = NFA()
+                    got = nfa.to_dfa(self.fragment(nfa, self.terms[name], name))
+                finally:
+                    self.term_stack.pop()
                 _remember(_TERMINAL_MEMO, key, got)
             self.term_memo[name] = got
         return got
@@ -299,8 +302,10 @@ class _Compiler:
                 got = LanguageFacts.of(dfa)
             else:
                 self.term_stack.append(name)
-                got = self.fragment(LanguageFacts, self.terms[name], name)
-                self.term_stack.pop()
+                try:
+                    got = self.fragment(LanguageFacts, self.terms[name], name)
+                finally:
+                    self.term_stack.pop()
             self.term_facts[name] = got
         return got
 
@@ -404,10 +409,14 @@ _TERMINAL_MEMO: dict[str, DFA] = {}
 _MEMO_SIZE = 4096
 
 
+_MEMO_LOCK = threading.Lock()  # lazily compiled FSMs build terminals while decoding, in any thread
+
+
 def _remember(memo: dict, key, value) -> None:
-    if len(memo) >= _MEMO_SIZE:
-        memo.pop(next(iter(memo)))  # the oldest
-    memo[key] = value
+    with _MEMO_LOCK:
+        if len(memo) >= _MEMO_SIZE:
+            memo.pop(next(iter(memo)))  # the oldest
+        memo[key] = value
 
 
 def _escaped_string_body() -> DFA:

@@ -17,7 +17,8 @@ class Matcher:
         self._finished: list[bool] = [False]
         self.max_rollback = max_rollback
         self._eos = frozenset(fsm.eos_token_ids)
-        # fill_bitmask's last target: (bitmask, index, its data pointer), and how to write it
+        # fill_bitmask's last target: (bitmask, index, its data pointer, the row view written),
+        # and how to write it
         self._fill_key: tuple | None = None
         self._fill_dst: int | np.ndarray | torch.Tensor | None = None
 
@@ -72,12 +73,14 @@ class Matcher:
         """Write the allowed-token mask into `bitmask` (a row of int32 words, or row `index` of a
         2-D bitmask). A finished sequence allows only EOS."""
         key = self._fill_key
-        # a cached address must not outlive its memory: set_(), `.data =`, a growing resize_()
-        # and a storage resize all move the data pointer (torch's calls cost, on a cold cache,
-        # a good part of a step, so only this one is made)
+        # the key holds the written view, so the memory at a cached address stays allocated
+        # and a tensor moved elsewhere (set_(), `.data =`, a growing resize_()) has a new data
+        # pointer; only that is checked per call (torch's calls cost, on a cold cache, a good
+        # part of a step)
         if key is None or key[0] is not bitmask or key[1] != index or key[2] != bitmask.data_ptr():
-            self._fill_dst = self._fill_target(bitmask, index)
-            self._fill_key = (bitmask, index, bitmask.data_ptr())
+            view = bitmask if index is None else bitmask[index]
+            self._fill_dst = self._fill_target(view)
+            self._fill_key = (bitmask, index, bitmask.data_ptr(), view)
         dst = self._fill_dst
         fsm = self.fsm
         if self._finished[-1]:
@@ -94,11 +97,10 @@ class Matcher:
         else:
             dst.copy_(fsm.mask_row(self._history[-1]))
 
-    def _fill_target(self, bitmask: torch.Tensor, index: int | None) -> int | np.ndarray | torch.Tensor:
-        """How fill_bitmask writes this target: a CPU int32 row by its address (native step) or
-        a numpy view (a torch copy_ costs more in dispatch than in copying); anything else by
-        torch. The key that holds the tensor keeps the memory alive."""
-        target = bitmask if index is None else bitmask[index]
+    def _fill_target(self, target: torch.Tensor) -> int | np.ndarray | torch.Tensor:
+        """How fill_bitmask writes this row: a CPU int32 row by its address (native step) or a
+        numpy view (a torch copy_ costs more in dispatch than in copying); anything else by
+        torch."""
         if target.device.type != "cpu" or target.dtype != torch.int32 or target.requires_grad \
                 or tuple(target.shape) != (self.fsm.words,):
             return target

@@ -314,10 +314,10 @@ class StackDFA:
 
     def _expand(self, s: int) -> None:
         leaves = self._sets[s]
-        self._expanded[s] = True
         if not leaves:
+            self._expanded[s] = True
             return
-        inverse, columns = self._byte_classes(leaves)
+        inverse, columns = self._byte_classes(leaves)  # may build a terminal, and fail
         targets = np.full(len(columns), DEAD, np.int32)
         leaf_acc = self._leaf_acc
         for k, col in enumerate(columns):
@@ -334,6 +334,7 @@ class StackDFA:
             if out or accept:
                 targets[k] = self._state_of(frozenset(out), accept)
         self._trans[s] = targets[inverse]
+        self._expanded[s] = True
 
     # -- the DFA reading interface -------------------------------------------------------------
     @property

@@ -298,3 +298,29 @@ def test_refine_equals_moore(automaton):
     assert count == len(set(expected)) and sorted(set(part)) == list(range(count))
     pairs = {(a, b) for a, b in zip(part, expected)}
     assert len(pairs) == count  # the same partition, up to the names of the classes
+
+
+def test_a_terminal_that_fails_to_build_while_decoding_can_be_retried(monkeypatch):
+    """A lazily built terminal may fail when first reached (a size limit); the state is not left
+    looking like a dead end, and trying again gives the same error, then the DFA once it builds."""
+    from octogram.masking import automaton
+
+    _fresh_terminal_memos(monkeypatch)
+    dfa, leaves = _lazy('start: "go(" ARG ")"\nARG: /[a-z]+/\n')
+    real = automaton.NFA.to_dfa
+    failures = []
+
+    def flaky(self, frag, *args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise GrammarCompileError("the DFA grew past 1 states")
+        return real(self, frag, *args, **kwargs)
+
+    monkeypatch.setattr(automaton.NFA, "to_dfa", flaky)
+    for _ in range(2):
+        try:
+            assert dfa.accepts(b"go(abc)")
+            break
+        except GrammarCompileError as exc:
+            assert "grew past" in str(exc)
+    assert failures == [1] and dfa.accepts(b"go(xyz)") and not dfa.accepts(b"go()")

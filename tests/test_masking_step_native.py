@@ -5,6 +5,7 @@ dense rows; the targets fill_bitmask writes by address; and the fallback where i
 import os
 import random
 import shutil
+import sysconfig
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from test_masking_grammar import JSON
 def _step_module():
     if shutil.which((os.environ.get("CC") or "cc").split()[0]) is None:
         pytest.skip("no C compiler: the native step cannot be built here")
+    if not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")):
+        pytest.skip("no Python headers: the native step cannot be built here")
     module = fsm_module.native_step()
     assert module is not None, "matcher_step.c failed to build"
     return module
@@ -127,6 +130,43 @@ def test_fill_bitmask_follows_the_tensor_when_its_memory_moves(vocab):
         m.fill_bitmask(bitmask, 1)
         assert torch.equal(bitmask[1], expected)
         assert (bitmask[0] == 0).all()
+
+
+def test_fill_bitmask_never_writes_where_a_smaller_tensor_took_the_memory(vocab):
+    """The row view is kept with its address: after set_() to a 2-row tensor, row 7 does not
+    exist, and asking for it is an IndexError, not a write past the new memory."""
+    _step_module()
+    fsm = compile_grammar(CALLS, vocab)
+    m = fsm.matcher()
+    bitmask = torch.zeros(8, fsm.words, dtype=torch.int32)
+    m.fill_bitmask(bitmask, 7)
+    bitmask.set_(torch.zeros(2, fsm.words, dtype=torch.int32))
+    with pytest.raises(IndexError):
+        m.fill_bitmask(bitmask, 7)
+    m.fill_bitmask(bitmask, 1)
+    assert torch.equal(bitmask[1], fsm.mask_row(m.state))
+
+
+def test_native_entry_points_refuse_bad_arguments():
+    module = _step_module()
+    row = memoryview(np.zeros(4, np.int32))
+    dst = torch.zeros(4, dtype=torch.int32)
+    with pytest.raises(ValueError, match="null"):
+        module.fill(0, 4, row)
+    with pytest.raises(ValueError, match="negative"):
+        module.fill(dst.data_ptr(), -1, row)
+    with pytest.raises(ValueError, match="words"):
+        module.fill(dst.data_ptr(), 3, row)
+    with pytest.raises(TypeError, match="int32"):
+        module.fill(dst.data_ptr(), 4, memoryview(np.zeros(4, np.int64)))
+    with pytest.raises(TypeError, match="int32"):
+        module.fill(dst.data_ptr(), 4, b"\0" * 16)
+    with pytest.raises(TypeError, match="sparse row"):
+        module.fill(dst.data_ptr(), 4, (0, row))
+    with pytest.raises(TypeError):
+        module.next_state((row, row, row, 0), 1)  # a record has five fields
+    record = (memoryview(np.full(4, -1, np.int32)), memoryview(np.zeros(2, np.int32)), row, 9, 128)
+    assert module.next_state(record, 0) == 0 and module.next_state(record, 5) == 9
 
 
 def test_finished_matcher_fills_only_eos(vocab):
