@@ -268,13 +268,16 @@ class _Compiler:
             return lo, hi
         raise GrammarCompileError(f"unsupported operator {op.value!r}", where=where)
 
+    def _check_terminal(self, name: str) -> None:
+        if name not in self.terms:
+            raise GrammarCompileError(f"terminal {name!r} is used but not defined", where="grammar")
+        if name in self.term_stack:
+            raise GrammarCompileError("terminals cannot be recursive", where=f"terminal {name}")
+
     def terminal(self, name: str) -> DFA:
         got = self.term_memo.get(name)
         if got is None:
-            if name not in self.terms:
-                raise GrammarCompileError(f"terminal {name!r} is used but not defined", where="grammar")
-            if name in self.term_stack:
-                raise GrammarCompileError("terminals cannot be recursive", where=f"terminal {name}")
+            self._check_terminal(name)
             key = self._terminal_key(name)
             got = _TERMINAL_MEMO.get(key)
             if got is None:
@@ -293,10 +296,7 @@ class _Compiler:
         building its DFA (unless it is already built)."""
         got = self.term_facts.get(name)
         if got is None:
-            if name not in self.terms:
-                raise GrammarCompileError(f"terminal {name!r} is used but not defined", where="grammar")
-            if name in self.term_stack:
-                raise GrammarCompileError("terminals cannot be recursive", where=f"terminal {name}")
+            self._check_terminal(name)
             dfa = self.term_memo.get(name) or _TERMINAL_MEMO.get(self._terminal_key(name))
             if dfa is not None:
                 got = LanguageFacts.of(dfa)

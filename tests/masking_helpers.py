@@ -101,3 +101,17 @@ def random_segmentation(data: bytes, vocab_tokens: dict[bytes, int], rng: random
 def bitmask_to_ids(row, vocab_size: int) -> list[int]:
     bits = np.unpackbits(row.numpy().view(np.uint8), bitorder="little")[:vocab_size]
     return np.flatnonzero(bits).tolist()
+
+
+def row_layout_cases(store, rng: np.random.Generator, sparse_limit: int) -> list[tuple[int, np.ndarray]]:
+    """Rows at, just past and far past the sparse limit, on either background (all-zero or
+    all-one), with random words; added to `store`: (row id, row)."""
+    words = store.words
+    cases = []
+    for background in (0, -1):
+        for changed in (0, 1, sparse_limit, sparse_limit + 1, words):
+            row = np.full(words, background, np.int32)
+            where = rng.choice(words, changed, replace=False)
+            row[where] = rng.integers(-2**31, 2**31 - 1, changed, dtype=np.int32)
+            cases.append((store.add(row), row))
+    return cases

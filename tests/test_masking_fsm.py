@@ -16,7 +16,7 @@ from octogram.masking.grammar import compile_lark
 
 from test_masking_grammar import JSON, grammars
 from masking_helpers import (bitmask_to_ids, lark_accepts, random_segmentation, random_walk,
-                             sample_string)
+                             row_layout_cases, sample_string)
 
 CALLS = r'''
 start: call | "[" call (", " call)* "]"
@@ -146,13 +146,7 @@ def test_row_store_fill_writes_every_word_whatever_was_there():
     rng = np.random.default_rng(5)
     words = 2 * _SPARSE_FILL_WORDS + 37
     store = RowStore(words)
-    cases = []
-    for background in (0, -1):
-        for changed in (0, 1, _SPARSE_FILL_WORDS, _SPARSE_FILL_WORDS + 1, words):
-            row = np.full(words, background, np.int32)
-            where = rng.choice(words, changed, replace=False)
-            row[where] = rng.integers(-2**31, 2**31 - 1, changed, dtype=np.int32)
-            cases.append((store.add(row), row))
+    cases = row_layout_cases(store, rng, _SPARSE_FILL_WORDS)
     planned = [store.fill_plans[i] is not None for i, _ in cases]
     assert any(planned) and not all(planned)  # both paths are exercised
     loaded = RowStore.from_compact(words, store.compact())  # the on-disk cache's form

@@ -20,18 +20,19 @@ def _atoms():
 
 
 @st.composite
-def patterns(draw, depth=0):
+def patterns(draw, depth=0, atoms=None):
+    atoms = atoms if atoms is not None else _atoms()
     if depth > 2:
-        return draw(_atoms())
+        return draw(atoms)
     kind = draw(st.sampled_from(["atom", "cat", "alt", "rep"]))
     if kind == "atom":
-        return draw(_atoms())
+        return draw(atoms)
     if kind == "cat":
-        return "".join(draw(st.lists(patterns(depth + 1), min_size=1, max_size=3)))
+        return "".join(draw(st.lists(patterns(depth + 1, atoms), min_size=1, max_size=3)))
     if kind == "alt":
-        return "(?:" + "|".join(draw(st.lists(patterns(depth + 1), min_size=2, max_size=3))) + ")"
-    q = draw(st.sampled_from(["*", "+", "?", "{2}", "{1,3}", "{0,2}", "*?", "{2,}"]))
-    return "(?:" + draw(patterns(depth + 1)) + ")" + q
+        return "(?:" + "|".join(draw(st.lists(patterns(depth + 1, atoms), min_size=2, max_size=3))) + ")"
+    q = draw(st.sampled_from(["*", "+", "?", "{2}", "{1,3}", "{0,2}", "*?", "{2,}", "{0}"]))
+    return "(?:" + draw(patterns(depth + 1, atoms)) + ")" + q
 
 
 @settings(max_examples=150, deadline=None)
@@ -130,21 +131,8 @@ def test_small_minimize_equals_the_array_version(monkeypatch):
 _FACT_ATOMS = [r"[^\s\S]", "[\ud800-\udfff]", "(?:a{0})", "(?:[^\\s\\S]|a)", "a", "(?:)"]
 
 
-@st.composite
-def fact_patterns(draw, depth=0):
-    if depth > 2 or draw(st.integers(0, 3)) == 0:
-        return draw(st.sampled_from(_FACT_ATOMS + ["b", "[0-9]"]))
-    kind = draw(st.sampled_from(["cat", "alt", "rep"]))
-    if kind == "cat":
-        return "".join(draw(st.lists(fact_patterns(depth + 1), min_size=1, max_size=3)))
-    if kind == "alt":
-        return "(?:" + "|".join(draw(st.lists(fact_patterns(depth + 1), min_size=2, max_size=3))) + ")"
-    q = draw(st.sampled_from(["*", "+", "?", "{2}", "{1,3}", "{0,2}", "{0}", "{2,}"]))
-    return "(?:" + draw(fact_patterns(depth + 1)) + ")" + q
-
-
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(fact_patterns(), patterns()))
+@given(st.one_of(patterns(atoms=st.sampled_from(_FACT_ATOMS + ["b", "[0-9]"])), patterns()))
 def test_language_facts_match_the_built_dfa(pattern):
     """Whether a regex's language is empty or holds "" is known without building its DFA (a
     lazily compiled grammar needs it of every terminal); it must be what the DFA says."""

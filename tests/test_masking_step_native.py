@@ -17,6 +17,7 @@ from octogram.masking import fsm as fsm_module
 from octogram.masking import token_fsm
 from octogram.masking.fsm import TokenFSM
 
+from masking_helpers import row_layout_cases
 from test_masking_fsm import CALLS, RUNS, toy_vocabulary
 from test_masking_grammar import JSON
 
@@ -248,13 +249,7 @@ def test_native_fill_and_bit_test_of_every_row_layout():
     rng = np.random.default_rng(6)
     words = 2 * _SPARSE_FILL_WORDS + 37
     store = RowStore(words)
-    cases = []
-    for background in (0, -1):
-        for changed in (0, 1, _SPARSE_FILL_WORDS, _SPARSE_FILL_WORDS + 1, words):
-            row = np.full(words, background, np.int32)
-            where = rng.choice(words, changed, replace=False)
-            row[where] = rng.integers(-2**31, 2**31 - 1, changed, dtype=np.int32)
-            cases.append((store.add(row), row))
+    cases = row_layout_cases(store, rng, _SPARSE_FILL_WORDS)
     layouts = [type(store.native_row(i)) for i, _ in cases]
     assert tuple in layouts and memoryview in layouts
     assert any(isinstance(store.native_row(i), tuple) and store.native_row(i)[0] == -1 for i, _ in cases)
