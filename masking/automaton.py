@@ -460,50 +460,64 @@ _SMALL_MINIMIZE = 4096
 
 def _minimize_small(trans: np.ndarray, table: np.ndarray, accepting: np.ndarray,
                     byte_class: np.ndarray) -> DFA:
-    """`minimize` for small tables, on Python lists, with the same result and numbering.
-
-    The same refinement: states of a class must agree on the classes behind their non-dead
-    entries (a missing entry is not the dead class). Rather than recomputing every state's
-    signature in each round (a chain of n states takes n rounds), only classes holding a
-    predecessor of a state that just changed class are looked at again; a split class keeps its
-    largest part, so each state moves O(log n) times."""
+    """`minimize` for small tables, on Python lists (`refine`), with the same result and
+    numbering: states of a class must agree on the classes behind their non-dead entries (a
+    missing entry is not the dead class)."""
     n = trans.shape[0]
     owner, cols = np.nonzero(trans >= 0)  # row-major: each state's entries in column order
     sparse: list[list[tuple[int, int]]] = [[] for _ in range(n + 1)]  # + dead, which has none
     for q, c, t in zip(owner.tolist(), cols.tolist(), trans[owner, cols].tolist()):
         sparse[q].append((c, t))
-    preds: list[list[int]] = [[] for _ in range(n + 1)]
-    for q, entries in enumerate(sparse):
-        for _, t in entries:
+    part, count = refine(sparse, accepting.tolist() + [False])
+    return _renumber(np.asarray(part, np.int64), count, table, accepting, byte_class)
+
+
+def refine(edges: list[list[tuple[int, int]]], accepting: list[bool]) -> tuple[list[int], int]:
+    """The coarsest partition of an automaton (per state, its (symbol, target) entries) whose
+    classes have equal futures: (class per state, number of classes), classes numbered from 0.
+    Partition refinement with a worklist: only a class holding a predecessor of a state that just
+    moved is looked at again, and a split class keeps its largest part, so each state moves
+    O(log n) times (Moore's rounds over every state cost as many rounds as the longest chain of
+    alike states: tens in an API grammar, n in a chain of n states)."""
+    n = len(edges)
+    preds: list[list[int]] = [[] for _ in range(n)]
+    for q, row in enumerate(edges):
+        for _, t in row:
             preds[t].append(q)
-    acc = accepting.tolist() + [False]
-    part = [0 if a else 1 for a in acc]
-    members: dict[int, list[int]] = {}
-    for q, b in enumerate(part):
-        members.setdefault(b, []).append(q)
-    next_id = 2
-    dirty = set(members)
-    while dirty:
-        b = dirty.pop()
-        group = members[b]
+    first: dict[bool, int] = {}
+    part = [first.setdefault(bool(a), len(first)) for a in accepting]
+    members: list[list[int]] = [[] for _ in first]
+    for q, c in enumerate(part):
+        members[c].append(q)
+    todo = list(range(len(members)))
+    queued = [True] * len(members)
+    while todo:
+        c = todo.pop()
+        queued[c] = False
+        group = members[c]
         if len(group) < 2:
             continue
-        by_sig: dict[tuple, list[int]] = {}
+        by_future: dict[tuple, list[int]] = {}
         for q in group:
-            by_sig.setdefault(tuple([(c, part[t]) for c, t in sparse[q]]), []).append(q)
-        if len(by_sig) == 1:
+            by_future.setdefault(tuple([(sym, part[t]) for sym, t in edges[q]]), []).append(q)
+        if len(by_future) == 1:
             continue
-        parts = sorted(by_sig.values(), key=len, reverse=True)
-        members[b] = parts[0]
+        parts = sorted(by_future.values(), key=len, reverse=True)  # stable: ties in first-seen order
+        members[c] = parts[0]
         for moved in parts[1:]:
-            members[next_id] = moved
+            new = len(members)
+            members.append(moved)
+            queued.append(False)
             for q in moved:
-                part[q] = next_id
-            next_id += 1
+                part[q] = new
         for moved in parts[1:]:
             for q in moved:
-                dirty.update(part[p] for p in preds[q])
-    return _renumber(np.asarray(part, np.int64), next_id, table, accepting, byte_class)
+                for p in preds[q]:
+                    d = part[p]
+                    if not queued[d]:
+                        queued[d] = True
+                        todo.append(d)
+    return part, len(members)
 
 
 def _exact_classes(part: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, int]:

@@ -28,8 +28,9 @@ from lark.exceptions import LarkError
 from lark.grammar import NonTerminal, Terminal
 from lark.load_grammar import PatternRE, PatternStr, _literal_to_pattern, load_grammar
 
-from .automaton import DFA, NFA, Facts, LanguageFacts, Leaf, literal_dfa, regex_fragment, regex_tree_to_dfa
-from .stack_dfa import Grammar, RuleAutomaton, StackDFA, refine
+from .automaton import (DFA, NFA, Facts, LanguageFacts, Leaf, literal_dfa, refine, regex_fragment,
+                        regex_tree_to_dfa)
+from .stack_dfa import Grammar, RuleAutomaton, StackDFA
 from .errors import GrammarCompileError
 from .regex import literal as literal_tree
 from .regex import normalize, parse_regex

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .automaton import DEAD, DFA, Leaf, hash_weights, minimize
+from .automaton import DEAD, DFA, Leaf, hash_weights, minimize, refine
 from .errors import GrammarCompileError
 
 ROOT = -1  # the continuation after the start rule: the grammar may end
@@ -118,53 +118,6 @@ class Grammar:
             if not dfa.is_empty:
                 used |= (dfa.trans != DEAD).any(axis=0)
         return used
-
-
-def refine(edges: list[list[tuple[int, int]]], accepting: list[bool]) -> tuple[list[int], int]:
-    """The coarsest partition of an automaton over symbols whose classes have equal futures:
-    (class per state, number of classes), classes numbered from 0. Partition refinement with a
-    worklist: only a class holding a predecessor of a state that just moved is looked at again,
-    and a split class keeps its largest part (Moore's rounds over every state cost as many rounds
-    as the longest chain of alike states, tens in an API grammar)."""
-    n = len(edges)
-    preds: list[list[int]] = [[] for _ in range(n)]
-    for q, row in enumerate(edges):
-        for _, t in row:
-            preds[t].append(q)
-    first: dict[bool, int] = {}
-    part = [first.setdefault(bool(a), len(first)) for a in accepting]
-    members: list[list[int]] = [[] for _ in first]
-    for q, c in enumerate(part):
-        members[c].append(q)
-    todo = list(range(len(members)))
-    queued = [True] * len(members)
-    while todo:
-        c = todo.pop()
-        queued[c] = False
-        group = members[c]
-        if len(group) < 2:
-            continue
-        by_future: dict[tuple, list[int]] = {}
-        for q in group:
-            by_future.setdefault(tuple([(sym, part[t]) for sym, t in edges[q]]), []).append(q)
-        if len(by_future) == 1:
-            continue
-        parts = sorted(by_future.values(), key=len, reverse=True)  # stable: ties in first-seen order
-        members[c] = parts[0]
-        for moved in parts[1:]:
-            new = len(members)
-            members.append(moved)
-            queued.append(False)
-            for q in moved:
-                part[q] = new
-        for moved in parts[1:]:
-            for q in moved:
-                for p in preds[q]:
-                    d = part[p]
-                    if not queued[d]:
-                        queued[d] = True
-                        todo.append(d)
-    return part, len(members)
 
 
 def _join(rules: list[RuleAutomaton]):

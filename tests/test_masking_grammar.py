@@ -290,7 +290,7 @@ def _moore(edges, accepting):
                       unique_by=lambda e: e[0]).map(sorted), min_size=n, max_size=n),
     st.lists(st.booleans(), min_size=n, max_size=n))))
 def test_refine_equals_moore(automaton):
-    from octogram.masking.stack_dfa import refine
+    from octogram.masking.automaton import refine
 
     edges, accepting = automaton
     part, count = refine(edges, accepting)
