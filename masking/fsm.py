@@ -53,6 +53,9 @@ class TokenFSM:
         self.key = key
         self._rows = RowStore(self.words)
         self._states: list[StateResult | None] = [None] * dfa.num_states
+        # each state's record for matcher_step.c (its layout is described there), made with the
+        # state where the native step is built; the cursors of this FSM's matchers read it
+        self._records: list[tuple | None] = [None] * dfa.num_states
         self._tables: dict | None = None  # set when loaded from the cache: states made on use
         self._complete = False
         # a vocabulary with a token for every byte spells anything, and the check is skipped:
@@ -81,10 +84,13 @@ class TokenFSM:
                 got = state_result(s, ids, nxt, loop_mask, bool(self.dfa.accepting[s]),
                                    self.eos_token_ids, self.vocab_size, self.words, self._rows,
                                    self.index)
-            if native_step() is not None:  # made now, not in the first decode step to reach it
-                self._step_record(got)
-            self._states[s] = got
+            self._store(s, got)
         return got
+
+    def _store(self, s: int, r: StateResult) -> None:
+        self._states[s] = r
+        # the record is made now, not in the first decode step to reach the state
+        self._records[s] = self._step_record(r) if native_step() is not None else None
 
     def compile_all(self) -> "TokenFSM":
         """Compute every reachable state, then drop states that can never finish."""
@@ -103,8 +109,8 @@ class TokenFSM:
         self._prune_dead_ends(seen)
         for s in range(self.num_states):  # byte-reachable only: no token sequence gets there
             if self._states[s] is None:
-                self._states[s] = state_result(s, np.zeros(0, np.int64), np.zeros(0, np.int64), None,
-                                               False, [], self.vocab_size, self.words, self._rows)
+                self._store(s, state_result(s, np.zeros(0, np.int64), np.zeros(0, np.int64), None,
+                                            False, [], self.vocab_size, self.words, self._rows))
         self._complete = True
         return self
 
@@ -136,16 +142,17 @@ class TokenFSM:
                 continue
             ids, nxt, loop_mask = cross_state(self.dfa, self.index, s)
             keep = np.isin(nxt, list(live))
-            self._states[s] = state_result(s, ids[keep], nxt[keep], loop_mask,
-                                           bool(self.dfa.accepting[s]), self.eos_token_ids,
-                                           self.vocab_size, self.words, self._rows, self.index)
+            self._store(s, state_result(s, ids[keep], nxt[keep], loop_mask,
+                                        bool(self.dfa.accepting[s]), self.eos_token_ids,
+                                        self.vocab_size, self.words, self._rows, self.index))
         for s in reachable - live:
-            self._states[s] = state_result(s, np.zeros(0, np.int64), np.zeros(0, np.int64), None,
-                                           False, [], self.vocab_size, self.words, self._rows)
+            self._store(s, state_result(s, np.zeros(0, np.int64), np.zeros(0, np.int64), None,
+                                        False, [], self.vocab_size, self.words, self._rows))
 
     def _grow(self) -> None:
         extra = self.dfa.num_states - len(self._states)
         self._states.extend([None] * extra)
+        self._records.extend([None] * extra)  # in place: cursors hold this list
 
     @property
     def complete(self) -> bool:
@@ -165,13 +172,14 @@ class TokenFSM:
     def step(self, s: int, token_id: int) -> int:
         """The state after `token_id`, or -1 if the token is not allowed in `s` (the hot path of
         a decode step: one bit test and one binary search, in C where matcher_step.c is built)."""
+        step = _step_module or native_step()
+        if step is not None:
+            record = self._records[s] if s < len(self._records) else None
+            nxt = step.next_state(record or self._record(s), token_id)
+            return nxt if nxt != -2 else self._states[s].next_state(token_id)
         r = self._states[s] if s < len(self._states) else None
         if r is None:
             r = self.state(s)
-        step = _step_module or native_step()
-        if step is not None:
-            nxt = step.next_state(r.step_record or self._step_record(r), token_id)
-            return nxt if nxt != -2 else r.next_state(token_id)
         if not 0 <= token_id < self.vocab_size:
             return -1
         bits = self._rows.bytes_rows[r.row]
@@ -183,9 +191,16 @@ class TokenFSM:
 
     def _step_record(self, r: StateResult) -> tuple:
         """State `r` as matcher_step.c reads it (its layout is described there)."""
-        r.step_record = (self._rows.native_row(r.row), r.tokens_view, r.next_view,
-                         r.default if r.length_next is None else -2, self.vocab_size)
-        return r.step_record
+        return (self._rows.native_row(r.row), r.tokens_view, r.next_view,
+                r.default if r.length_next is None else -2, self.vocab_size)
+
+    def _record(self, s: int) -> tuple:
+        """State `s`'s record, computing the state first if needed (a cursor's make_record)."""
+        self.state(s)
+        record = self._records[s]
+        if record is None:  # made while the native step was off
+            record = self._records[s] = self._step_record(self._states[s])
+        return record
 
     def next_state(self, s: int, token_id: int) -> int:
         """The state after `token_id` (which must be allowed in `s`)."""
@@ -217,10 +232,8 @@ class TokenFSM:
     def fill_address(self, address: int, s: int) -> None:
         """Write state `s`'s mask to `words` int32 words at `address` (memory the caller holds,
         e.g. a contiguous CPU tensor); needs `native_step()`."""
-        r = self._states[s] if s < len(self._states) else None
-        if r is None:
-            r = self.state(s)
-        _step_module.fill(address, self.words, (r.step_record or self._step_record(r))[0])
+        record = self._records[s] if s < len(self._records) else None
+        _step_module.fill(address, self.words, (record or self._record(s))[0])
 
     def finished_row(self) -> torch.Tensor:
         """The mask after EOS was consumed: only EOS again (what padding of a finished row needs)."""
@@ -233,9 +246,9 @@ class TokenFSM:
     def finished_row_numpy(self) -> np.ndarray:
         return self.finished_row().numpy()
 
-    def matcher(self) -> "Matcher":
+    def matcher(self, max_rollback: int | None = None) -> "Matcher":
         from .matcher import Matcher
-        return Matcher(self)
+        return Matcher(self, max_rollback)
 
     # -- device tables -------------------------------------------------------------------------
     def tables(self, *, compact: bool = False) -> dict:
@@ -321,6 +334,7 @@ class TokenFSM:
         self._length_offsets = (tables["length_offsets"].tolist() if "length_offsets" in tables
                                 else None)
         self._states = [None] * len(self._state_row)
+        self._records = [None] * len(self._state_row)
         self._complete = True
         self.spells_all_bytes = True
         return self

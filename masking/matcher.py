@@ -1,6 +1,13 @@
-"""`Matcher`: one sequence's position in a `TokenFSM` — advance, masks, rollback, forced tokens."""
+"""`Matcher`: one sequence's position in a `TokenFSM` — advance, masks, rollback, forced tokens.
+
+The position itself lives in a cursor: `matcher_step.Cursor` (C) where the native step is
+built, so that a decode step (`advance` + `fill_bitmask`) is two C calls, or its Python twin
+`PyCursor` with the same methods and results.
+"""
 
 from __future__ import annotations
+
+import ctypes
 
 import numpy as np
 import torch
@@ -8,115 +15,175 @@ import torch
 from .fsm import TokenFSM, native_step
 
 
-class Matcher:
-    """Tracks one sequence. Cheap to create: it shares the compiled FSM."""
+class PyCursor:
+    """The Python twin of matcher_step.Cursor (see there): the history of states and finished
+    flags, advance, rollback, and fill_bitmask with its last target cached."""
 
-    def __init__(self, fsm: TokenFSM, max_rollback: int | None = None):
+    def __init__(self, fsm: TokenFSM, records: list, make_record, length_next, fill_fallback,
+                 max_rollback: int | None):
         self.fsm = fsm
-        self._history: list[int] = [fsm.start_state]
-        self._finished: list[bool] = [False]
-        self.max_rollback = max_rollback
+        self._fallback = fill_fallback
         self._eos = frozenset(fsm.eos_token_ids)
-        # fill_bitmask's last target: (bitmask, index, its data pointer, the row view written),
-        # and how to write it
-        self._fill_key: tuple | None = None
-        self._fill_dst: int | np.ndarray | torch.Tensor | None = None
+        # fill_bitmask's last target: (bitmask, index, its data pointer, row array, storage)
+        self._target: tuple | None = None
+        self._max_rollback: int | None = None
+        self.reset()
+        self.max_rollback = max_rollback
 
     @property
     def state(self) -> int:
-        return self._history[-1]
+        return self._states[-1]
+
+    @property
+    def finished(self) -> bool:
+        return self._finished[-1]
+
+    @property
+    def max_rollback(self) -> int | None:
+        return self._max_rollback
+
+    @max_rollback.setter
+    def max_rollback(self, limit: int | None) -> None:
+        if limit is not None and limit < 0:
+            raise ValueError("max_rollback must be None or >= 0")
+        self._max_rollback = limit
+        if limit is not None and len(self._states) > limit + 1:
+            del self._states[:-limit - 1], self._finished[:-limit - 1]
 
     def reset(self) -> None:
-        self._history = [self.fsm.start_state]
+        self._states = [self.fsm.start_state]
         self._finished = [False]
 
+    def advance(self, token_id: int) -> bool:
+        if self._finished[-1]:
+            return False
+        nxt = self.fsm.step(self._states[-1], token_id)
+        if nxt < 0:
+            return False
+        self._states.append(nxt)
+        self._finished.append(token_id in self._eos)
+        if self._max_rollback is not None and len(self._states) > self._max_rollback + 1:
+            del self._states[0], self._finished[0]
+        return True
+
+    def rollback(self, n: int) -> None:
+        if n < 0 or n > len(self._states) - 1:
+            raise ValueError(f"rollback({n}): only {len(self._states) - 1} tokens can be undone")
+        if n:
+            del self._states[-n:], self._finished[-n:]
+
+    def fill_bitmask(self, bitmask: torch.Tensor, index: int | None = None) -> None:
+        t = self._target
+        if t is not None and t[0] is bitmask and t[1] == index and t[2] == bitmask.data_ptr():
+            self._write(t[3])
+        else:
+            self._fallback(self, bitmask, index)
+
+    def fill_at(self, bitmask: torch.Tensor, index: int | None, data_ptr: int, storage,
+                address: int) -> None:
+        # an array over the address, not tensor.numpy(): that would make the storage unresizable
+        row = np.ctypeslib.as_array((ctypes.c_int32 * self.fsm.words).from_address(address))
+        self._target = (bitmask, index, data_ptr, row, storage)
+        self._write(row)
+
+    def _write(self, row: np.ndarray) -> None:
+        if self._finished[-1]:
+            np.copyto(row, self.fsm.finished_row_numpy())
+        else:
+            self.fsm.fill_row(row, self._states[-1])
+
+
+def _fill_new_target(cursor, bitmask: torch.Tensor, index: int | None) -> None:
+    """fill_bitmask for a target the cursor has not cached: a contiguous CPU int32 row is
+    remembered and written by address; anything else (a GPU tensor, another dtype, a strided
+    row) is written by torch on every call. The cursor keeps the row's storage, so the memory
+    at the address stays allocated; not a view of the bitmask, which would stop the garbage
+    collector from seeing through the bitmask (torch does not traverse a tensor that has
+    views), nor a numpy array, which would make the storage unresizable."""
+    view = bitmask if index is None else bitmask[index]
+    fsm = cursor.fsm
+    if view.device.type == "cpu" and view.dtype == torch.int32 and not view.requires_grad \
+            and tuple(view.shape) == (fsm.words,) and view.is_contiguous():
+        cursor.fill_at(bitmask, index, bitmask.data_ptr(), view.untyped_storage(), view.data_ptr())
+    else:
+        view.copy_(fsm.finished_row() if cursor.finished else fsm.mask_row(cursor.state))
+
+
+class Matcher:
+    """Tracks one sequence. Cheap to create: it shares the compiled FSM.
+
+    `max_rollback` bounds how many tokens `rollback` can undo (None: all), and so the history
+    kept."""
+
+    def __init__(self, fsm: TokenFSM, max_rollback: int | None = None):
+        self.fsm = fsm
+        native = native_step()
+        make = native.Cursor if native is not None else PyCursor
+        self._cursor = make(fsm, fsm._records, fsm._record, fsm.next_state, _fill_new_target,
+                            max_rollback)
+        # the decode step calls the cursor's methods directly: a Python frame per call is a
+        # good part of a step (the class methods below say what they do)
+        self.advance = self._cursor.advance
+        self.fill_bitmask = self._cursor.fill_bitmask
+
+    @property
+    def state(self) -> int:
+        return self._cursor.state
+
+    @property
+    def max_rollback(self) -> int | None:
+        return self._cursor.max_rollback
+
+    @max_rollback.setter
+    def max_rollback(self, limit: int | None) -> None:
+        self._cursor.max_rollback = limit
+
+    def reset(self) -> None:
+        self._cursor.reset()
+
     def is_accepting(self) -> bool:
-        return self.fsm.is_accepting(self.state)
+        return self.fsm.is_accepting(self._cursor.state)
 
     def is_finished(self) -> bool:
         """True once an EOS token was consumed in an accepting state."""
-        return self._finished[-1]
+        return self._cursor.finished
 
     def accepts(self, token_id: int) -> bool:
-        return not self._finished[-1] and self.fsm.is_allowed(self.state, token_id)
+        return not self._cursor.finished and self.fsm.is_allowed(self._cursor.state, token_id)
 
     def advance(self, token_id: int) -> bool:
         """Consume `token_id`; False (and no change) if the grammar does not allow it here."""
-        if self._finished[-1]:
-            return False
-        nxt = self.fsm.step(self._history[-1], token_id)
-        if nxt < 0:
-            return False
-        self._history.append(nxt)
-        self._finished.append(token_id in self._eos)
-        if self.max_rollback is not None and len(self._history) > self.max_rollback + 1:
-            del self._history[0], self._finished[0]
-        return True
+        return self._cursor.advance(token_id)
 
     def consume(self, token_ids) -> int:
         """Advance over several tokens; returns how many were accepted (stops at the first refusal)."""
         n = 0
         for t in token_ids:
-            if not self.advance(int(t)):
+            if not self._cursor.advance(int(t)):
                 break
             n += 1
         return n
 
     def rollback(self, n: int = 1) -> None:
         """Undo the last `n` advances (for speculative decoding)."""
-        if n < 0 or n > len(self._history) - 1:
-            raise ValueError(f"rollback({n}): only {len(self._history) - 1} tokens can be undone")
-        if n:
-            del self._history[-n:], self._finished[-n:]
+        self._cursor.rollback(n)
 
     def fill_bitmask(self, bitmask: torch.Tensor, index: int | None = None) -> None:
         """Write the allowed-token mask into `bitmask` (a row of int32 words, or row `index` of a
-        2-D bitmask). A finished sequence allows only EOS."""
-        key = self._fill_key
-        # the key holds the written view, so the memory at a cached address stays allocated
-        # and a tensor moved elsewhere (set_(), `.data =`, a growing resize_()) has a new data
-        # pointer; only that is checked per call (torch's calls cost, on a cold cache, a good
-        # part of a step)
-        if key is None or key[0] is not bitmask or key[1] != index or key[2] != bitmask.data_ptr():
-            view = bitmask if index is None else bitmask[index]
-            self._fill_dst = self._fill_target(view)
-            self._fill_key = (bitmask, index, bitmask.data_ptr(), view)
-        dst = self._fill_dst
-        fsm = self.fsm
-        if self._finished[-1]:
-            if type(dst) is int:
-                native_step().fill(dst, fsm.words, memoryview(fsm.finished_row_numpy()))
-            elif isinstance(dst, np.ndarray):
-                np.copyto(dst, fsm.finished_row_numpy())
-            else:
-                dst.copy_(fsm.finished_row())
-        elif type(dst) is int:  # a contiguous CPU row: written by matcher_step.c
-            fsm.fill_address(dst, self._history[-1])
-        elif isinstance(dst, np.ndarray):
-            fsm.fill_row(dst, self._history[-1])
-        else:
-            dst.copy_(fsm.mask_row(self._history[-1]))
-
-    def _fill_target(self, target: torch.Tensor) -> int | np.ndarray | torch.Tensor:
-        """How fill_bitmask writes this row: a CPU int32 row by its address (native step) or a
-        numpy view (a torch copy_ costs more in dispatch than in copying); anything else by
-        torch."""
-        if target.device.type != "cpu" or target.dtype != torch.int32 or target.requires_grad \
-                or tuple(target.shape) != (self.fsm.words,):
-            return target
-        if target.is_contiguous() and native_step() is not None:
-            return target.data_ptr()
-        return target.numpy()
+        2-D bitmask). A finished sequence allows only EOS. The last CPU target is written by
+        its address while it stays the same tensor, index and data pointer (a tensor moved by
+        set_(), `.data =` or a growing resize_() is looked up again)."""
+        self._cursor.fill_bitmask(bitmask, index)
 
     def allowed_tokens(self) -> list[int]:
-        return [] if self._finished[-1] else self.fsm.allowed_tokens(self.state)
+        return [] if self._cursor.finished else self.fsm.allowed_tokens(self._cursor.state)
 
     def forced_tokens(self) -> list[int]:
         """The tokens that are the only possible continuation from here (jump-forward). Stops
         before any point with a choice, including the choice to end."""
         out = []
-        s = self.state
-        if self._finished[-1]:
+        s = self._cursor.state
+        if self._cursor.finished:
             return out
         while True:
             t = self.fsm.single_token(s)
@@ -126,4 +193,3 @@ class Matcher:
             if t in self.fsm.eos_token_ids:
                 return out
             s = self.fsm.next_state(s, t)
-

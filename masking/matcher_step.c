@@ -1,8 +1,11 @@
 /* The decode-step hot path of a token FSM, as a CPython extension (built by kernels/native.py).
  *
  * A step in Python is a dozen attribute lookups and calls; here it is one call. The Python
- * versions (TokenFSM.step, RowStore.fill) give the same results and run where this cannot be
- * built; tests compare the two.
+ * versions (TokenFSM.step, RowStore.fill, matcher.PyCursor) give the same results and run where
+ * this cannot be built; tests compare the two.
+ *
+ * Cursor is one sequence's position (Matcher's state): its history of states, advance, rollback
+ * and fill_bitmask, so that a decode step is two C calls and no Python frame.
  *
  * A state's record is a tuple made once per state by TokenFSM._step_record:
  *   (row, exc_tokens, exc_next, default, vocab_size)
@@ -17,6 +20,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -79,32 +83,76 @@ static int row_word(PyObject *row, Py_ssize_t w, int32_t *word) {
     return 0;
 }
 
-/* next_state(record, token_id) -> the next state, -1 when the token is not allowed, or -2 when
- * it is allowed and its next state follows its byte length. */
-static PyObject *next_state(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 5) {
-        PyErr_SetString(PyExc_TypeError, "next_state(record, token_id)");
-        return NULL;
+/* The next state of `token` from a state's record: >= 0, -1 when the token is not allowed, -2
+ * when it is allowed and its next state follows its byte length; -3 with an exception set. */
+static long long record_step(PyObject *rec, long long token, int overflow) {
+    if (!PyTuple_CheckExact(rec) || PyTuple_GET_SIZE(rec) != 5) {
+        PyErr_SetString(PyExc_TypeError, "matcher_step: a state record has five fields");
+        return -3;
     }
-    PyObject *rec = args[0];
-    int overflow = 0;
-    long long token = PyLong_AsLongLongAndOverflow(args[1], &overflow);
-    if (token == -1 && PyErr_Occurred()) return NULL;
     long long vocab_size = PyLong_AsLongLong(PyTuple_GET_ITEM(rec, 4));
-    if (overflow || token < 0 || token >= vocab_size) return PyLong_FromLong(-1);
-    if (vocab_size == -1 && PyErr_Occurred()) return NULL;
+    if (vocab_size == -1 && PyErr_Occurred()) return -3;
+    if (overflow || token < 0 || token >= vocab_size) return -1;
     int32_t word;
-    if (row_word(PyTuple_GET_ITEM(rec, 0), (Py_ssize_t)(token >> 5), &word) < 0) return NULL;
-    if (!(((uint32_t)word >> (token & 31)) & 1u)) return PyLong_FromLong(-1);
+    if (row_word(PyTuple_GET_ITEM(rec, 0), (Py_ssize_t)(token >> 5), &word) < 0) return -3;
+    if (!(((uint32_t)word >> (token & 31)) & 1u)) return -1;
     Py_ssize_t n, n_next;
     const int32_t *tokens = words_of(PyTuple_GET_ITEM(rec, 1), &n);
     const int32_t *next = tokens ? words_of(PyTuple_GET_ITEM(rec, 2), &n_next) : NULL;
-    if (next == NULL) return NULL;
+    if (next == NULL) return -3;
     Py_ssize_t i = find(tokens, n < n_next ? n : n_next, (int32_t)token);
-    if (i >= 0) return PyLong_FromLong(next[i]);
-    PyObject *fallback = PyTuple_GET_ITEM(rec, 3);
-    Py_INCREF(fallback);
+    if (i >= 0) return next[i];
+    long long fallback = PyLong_AsLongLong(PyTuple_GET_ITEM(rec, 3));
+    if (fallback == -1 && PyErr_Occurred()) return -3;
     return fallback;
+}
+
+/* A token id argument: its value, with *overflow set past the range of long long. */
+static long long token_of(PyObject *arg, int *overflow) {
+    return PyLong_AsLongLongAndOverflow(arg, overflow);
+}
+
+/* next_state(record, token_id) -> the next state, -1 when the token is not allowed, or -2 when
+ * it is allowed and its next state follows its byte length. */
+static PyObject *next_state(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "next_state(record, token_id)");
+        return NULL;
+    }
+    int overflow = 0;
+    long long token = token_of(args[1], &overflow);
+    if (token == -1 && PyErr_Occurred()) return NULL;
+    long long nxt = record_step(args[0], token, overflow);
+    return nxt == -3 ? NULL : PyLong_FromLongLong(nxt);
+}
+
+/* Write a row (see the record above) into `words` int32 words at `dst`; 0 on success. */
+static int write_row(int32_t *dst, Py_ssize_t words, PyObject *row) {
+    Py_ssize_t n;
+    if (PyTuple_CheckExact(row)) {
+        int32_t background;
+        const int32_t *idx, *vals;
+        if (sparse_of(row, &background, &idx, &vals, &n) < 0) return -1;
+        for (Py_ssize_t i = 0; i < words; i++) dst[i] = background;  /* vectorized by -O3 */
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (idx[i] >= 0 && idx[i] < words) dst[idx[i]] = vals[i];
+        return 0;
+    }
+    const int32_t *src = words_of(row, &n);
+    if (src == NULL) return -1;
+    if (n != words) {
+        PyErr_Format(PyExc_ValueError, "fill: the row has %zd words, the target %zd", n, words);
+        return -1;
+    }
+    memcpy(dst, src, (size_t)words * 4);
+    return 0;
+}
+
+/* An address argument, or NULL with an exception (a null address is refused). */
+static int32_t *address_of(PyObject *arg) {
+    int32_t *dst = (int32_t *)PyLong_AsVoidPtr(arg);
+    if (dst == NULL && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "fill: a null address");
+    return dst;
 }
 
 /* fill(address, words, row): write a row (see the record above) into `words` int32 words at
@@ -114,37 +162,402 @@ static PyObject *fill(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "fill(address, words, row)");
         return NULL;
     }
-    int32_t *dst = (int32_t *)PyLong_AsVoidPtr(args[0]);
-    if (dst == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "fill: a null address");
-        return NULL;
-    }
+    int32_t *dst = address_of(args[0]);
+    if (dst == NULL) return NULL;
     Py_ssize_t words = PyLong_AsSsize_t(args[1]);
     if (words == -1 && PyErr_Occurred()) return NULL;
     if (words < 0) {
         PyErr_SetString(PyExc_ValueError, "fill: a negative number of words");
         return NULL;
     }
-    PyObject *row = args[2];
-    Py_ssize_t n;
-    if (PyTuple_CheckExact(row)) {
-        int32_t background;
-        const int32_t *idx, *vals;
-        if (sparse_of(row, &background, &idx, &vals, &n) < 0) return NULL;
-        for (Py_ssize_t i = 0; i < words; i++) dst[i] = background;  /* vectorized by -O3 */
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (idx[i] >= 0 && idx[i] < words) dst[idx[i]] = vals[i];
-        Py_RETURN_NONE;
-    }
-    const int32_t *src = words_of(row, &n);
-    if (src == NULL) return NULL;
-    if (n != words) {
-        PyErr_Format(PyExc_ValueError, "fill: the row has %zd words, the target %zd", n, words);
-        return NULL;
-    }
-    memcpy(dst, src, (size_t)words * 4);
+    if (write_row(dst, words, args[2]) < 0) return NULL;
     Py_RETURN_NONE;
 }
+
+/* ---- Cursor: one sequence's position -------------------------------------------------------
+ *
+ * Cursor(fsm, records, make_record, length_next, fill_fallback, max_rollback)
+ *   records        the FSM's list of state records (None where not made yet; it may grow)
+ *   make_record    make_record(state) -> the state's record (computes a lazily built state)
+ *   length_next    length_next(state, token) -> next state where a record says -2
+ *   fill_fallback  fill_fallback(cursor, bitmask, index): fill_bitmask for a target not seen
+ *                  before (it calls fill_at), and for targets not written by address
+ * The history keeps the states and finished flags of the last max_rollback + 1 positions
+ * (all of them when max_rollback is None), in [lo, hi) of two arrays.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *fsm, *records, *make_record, *length_next, *fill_fallback;
+    PyObject *finished_row;                 /* memoryview of int32 words: only EOS allowed */
+    long long *eos;
+    Py_ssize_t n_eos, words, max_rollback;  /* max_rollback -1: unlimited */
+    int32_t start_state;
+    int32_t *states;
+    uint8_t *finished;
+    Py_ssize_t lo, hi, cap;
+    /* fill_bitmask's last target, written by address: the bitmask and index it was given,
+     * the bitmask's data pointer then, and the row's storage, kept so the memory at the
+     * address stays allocated */
+    PyObject *target_bitmask, *target_index, *target_storage;
+    void *target_data;
+    int32_t *target_address;
+} Cursor;
+
+static PyObject *str_data_ptr;
+
+static int cursor_traverse(Cursor *c, visitproc visit, void *arg) {
+    Py_VISIT(c->fsm); Py_VISIT(c->records); Py_VISIT(c->make_record); Py_VISIT(c->length_next);
+    Py_VISIT(c->fill_fallback); Py_VISIT(c->finished_row); Py_VISIT(c->target_bitmask);
+    Py_VISIT(c->target_index); Py_VISIT(c->target_storage);
+    return 0;
+}
+
+static int cursor_clear(Cursor *c) {
+    Py_CLEAR(c->fsm); Py_CLEAR(c->records); Py_CLEAR(c->make_record); Py_CLEAR(c->length_next);
+    Py_CLEAR(c->fill_fallback); Py_CLEAR(c->finished_row); Py_CLEAR(c->target_bitmask);
+    Py_CLEAR(c->target_index); Py_CLEAR(c->target_storage);
+    c->target_address = NULL;
+    return 0;
+}
+
+static void cursor_dealloc(Cursor *c) {
+    PyObject_GC_UnTrack(c);
+    cursor_clear(c);
+    PyMem_Free(c->eos);
+    PyMem_Free(c->states);
+    PyMem_Free(c->finished);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static int cursor_reset_history(Cursor *c) {
+    c->lo = 0;
+    c->hi = 1;
+    c->states[0] = c->start_state;
+    c->finished[0] = 0;
+    return 0;
+}
+
+static int cursor_init(Cursor *c, PyObject *args, PyObject *kwargs) {
+    PyObject *fsm, *records, *make_record, *length_next, *fill_fallback, *max_rollback;
+    static char *names[] = {"fsm", "records", "make_record", "length_next", "fill_fallback",
+                            "max_rollback", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOOO:Cursor", names, &fsm, &PyList_Type,
+                                     &records, &make_record, &length_next, &fill_fallback,
+                                     &max_rollback))
+        return -1;
+    Py_ssize_t limit = -1;
+    if (max_rollback != Py_None) {
+        limit = PyLong_AsSsize_t(max_rollback);
+        if (limit == -1 && PyErr_Occurred()) return -1;
+        if (limit < 0) {
+            PyErr_SetString(PyExc_ValueError, "Cursor: max_rollback must be None or >= 0");
+            return -1;
+        }
+    }
+    PyObject *words = PyObject_GetAttrString(fsm, "words");
+    PyObject *start = words ? PyObject_GetAttrString(fsm, "start_state") : NULL;
+    PyObject *eos = start ? PyObject_GetAttrString(fsm, "eos_token_ids") : NULL;
+    PyObject *eos_seq = eos ? PySequence_Fast(eos, "Cursor: eos_token_ids must be a sequence") : NULL;
+    PyObject *row = eos_seq ? PyObject_CallMethod(fsm, "finished_row_numpy", NULL) : NULL;
+    PyObject *row_view = row ? PyMemoryView_FromObject(row) : NULL;
+    int ok = row_view != NULL;
+    if (ok) {
+        c->words = PyLong_AsSsize_t(words);
+        c->start_state = (int32_t)PyLong_AsLong(start);
+        ok = !PyErr_Occurred();
+    }
+    Py_ssize_t n_row = 0;
+    if (ok) ok = words_of(row_view, &n_row) != NULL;
+    if (ok && n_row != c->words) {
+        PyErr_SetString(PyExc_ValueError, "Cursor: the finished row does not have `words` words");
+        ok = 0;
+    }
+    if (ok) {
+        c->n_eos = PySequence_Fast_GET_SIZE(eos_seq);
+        PyMem_Free(c->eos);
+        c->eos = PyMem_Malloc(sizeof(long long) * (c->n_eos ? c->n_eos : 1));
+        ok = c->eos != NULL;
+        for (Py_ssize_t i = 0; ok && i < c->n_eos; i++) {
+            c->eos[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(eos_seq, i));
+            ok = !(c->eos[i] == -1 && PyErr_Occurred());
+        }
+        if (c->eos == NULL) PyErr_NoMemory();
+    }
+    if (ok && c->states == NULL) {
+        c->cap = 64;
+        c->states = PyMem_Malloc(sizeof(int32_t) * c->cap);
+        c->finished = PyMem_Malloc(c->cap);
+        if (c->states == NULL || c->finished == NULL) {
+            PyErr_NoMemory();
+            ok = 0;
+        }
+    }
+    Py_XDECREF(words); Py_XDECREF(start); Py_XDECREF(eos); Py_XDECREF(eos_seq); Py_XDECREF(row);
+    if (!ok) {
+        Py_XDECREF(row_view);
+        return -1;
+    }
+    cursor_clear(c);
+    Py_INCREF(fsm); c->fsm = fsm;
+    Py_INCREF(records); c->records = records;
+    Py_INCREF(make_record); c->make_record = make_record;
+    Py_INCREF(length_next); c->length_next = length_next;
+    Py_INCREF(fill_fallback); c->fill_fallback = fill_fallback;
+    c->finished_row = row_view;
+    c->max_rollback = limit;
+    return cursor_reset_history(c);
+}
+
+/* 1 for a cursor whose __init__ ran, else 0 with a RuntimeError (Cursor.__new__ alone). */
+static int ready(Cursor *c) {
+    if (c->states != NULL && c->records != NULL) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "Cursor: not initialized");
+    return 0;
+}
+
+/* State `s`'s record, a new reference (made by make_record where the list has none). */
+static PyObject *cursor_record(Cursor *c, int32_t s) {
+    if (s < PyList_GET_SIZE(c->records)) {
+        PyObject *rec = PyList_GET_ITEM(c->records, s);
+        if (rec != Py_None) {
+            Py_INCREF(rec);
+            return rec;
+        }
+    }
+    return PyObject_CallFunction(c->make_record, "i", (int)s);
+}
+
+static int cursor_push(Cursor *c, int32_t state, uint8_t finished) {
+    if (c->hi == c->cap) {
+        if (c->lo > 0) {  /* positions past max_rollback were dropped: move the rest down */
+            memmove(c->states, c->states + c->lo, sizeof(int32_t) * (c->hi - c->lo));
+            memmove(c->finished, c->finished + c->lo, c->hi - c->lo);
+            c->hi -= c->lo;
+            c->lo = 0;
+        } else {
+            Py_ssize_t cap = c->cap * 2;
+            int32_t *states = PyMem_Realloc(c->states, sizeof(int32_t) * cap);
+            if (states == NULL) { PyErr_NoMemory(); return -1; }
+            c->states = states;
+            uint8_t *finished = PyMem_Realloc(c->finished, cap);
+            if (finished == NULL) { PyErr_NoMemory(); return -1; }
+            c->finished = finished;
+            c->cap = cap;
+        }
+    }
+    c->states[c->hi] = state;
+    c->finished[c->hi] = finished;
+    c->hi++;
+    if (c->max_rollback >= 0 && c->hi - c->lo > c->max_rollback + 1) c->lo++;
+    return 0;
+}
+
+/* advance(token_id) -> bool: consume the token; False (and no change) where it is not allowed
+ * or the sequence is finished. */
+static PyObject *cursor_advance(Cursor *c, PyObject *token_arg) {
+    int overflow = 0;
+    long long token = token_of(token_arg, &overflow);
+    if (token == -1 && PyErr_Occurred()) return NULL;
+    if (!ready(c)) return NULL;
+    if (c->finished[c->hi - 1]) Py_RETURN_FALSE;
+    int32_t s = c->states[c->hi - 1];
+    PyObject *rec = cursor_record(c, s);
+    if (rec == NULL) return NULL;
+    long long nxt = record_step(rec, token, overflow);
+    Py_DECREF(rec);
+    if (nxt == -3) return NULL;
+    if (nxt == -2) {
+        PyObject *got = PyObject_CallFunction(c->length_next, "iL", (int)s, token);
+        if (got == NULL) return NULL;
+        nxt = PyLong_AsLongLong(got);
+        Py_DECREF(got);
+        if (nxt == -1 && PyErr_Occurred()) return NULL;
+    }
+    if (nxt < 0) Py_RETURN_FALSE;
+    uint8_t eos = 0;
+    for (Py_ssize_t i = 0; !overflow && i < c->n_eos; i++) eos |= c->eos[i] == token;
+    if (cursor_push(c, (int32_t)nxt, eos) < 0) return NULL;
+    Py_RETURN_TRUE;
+}
+
+/* Write the current mask (only EOS once finished) at `dst`. */
+static int cursor_write(Cursor *c, int32_t *dst) {
+    if (c->finished[c->hi - 1]) return write_row(dst, c->words, c->finished_row);
+    PyObject *rec = cursor_record(c, c->states[c->hi - 1]);
+    if (rec == NULL) return -1;
+    int ok = PyTuple_CheckExact(rec) && PyTuple_GET_SIZE(rec) == 5;
+    if (!ok) PyErr_SetString(PyExc_TypeError, "matcher_step: a state record has five fields");
+    else ok = write_row(dst, c->words, PyTuple_GET_ITEM(rec, 0)) == 0;
+    Py_DECREF(rec);
+    return ok ? 0 : -1;
+}
+
+/* fill_bitmask(bitmask, index=None): the mask into `bitmask` (or its row `index`). The target
+ * of the last call is written by address when it is the same object and index and its data
+ * pointer has not moved; anything else goes through fill_fallback. */
+static PyObject *cursor_fill_bitmask(Cursor *c, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames) {
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *bitmask = nargs > 0 ? args[0] : NULL, *index = nargs > 1 ? args[1] : Py_None;
+    if (nargs > 2 || nargs + nkw > 2 || nargs + nkw < 1) {
+        PyErr_SetString(PyExc_TypeError, "fill_bitmask(bitmask, index=None)");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(name, "index") == 0 && nargs < 2) index = args[nargs + i];
+        else if (PyUnicode_CompareWithASCIIString(name, "bitmask") == 0 && nargs < 1) bitmask = args[nargs + i];
+        else {
+            PyErr_Format(PyExc_TypeError, "fill_bitmask() got an unexpected keyword argument %R", name);
+            return NULL;
+        }
+    }
+    if (bitmask == NULL) {
+        PyErr_SetString(PyExc_TypeError, "fill_bitmask(bitmask, index=None): bitmask is missing");
+        return NULL;
+    }
+    if (!ready(c)) return NULL;
+    if (c->target_address != NULL && bitmask == c->target_bitmask) {
+        int same = index == c->target_index;
+        if (!same && index != Py_None && c->target_index != Py_None) {
+            same = PyObject_RichCompareBool(index, c->target_index, Py_EQ);
+            if (same < 0) return NULL;
+        }
+        if (same) {
+            PyObject *data = PyObject_CallMethodNoArgs(bitmask, str_data_ptr);
+            if (data == NULL) return NULL;
+            void *ptr = PyLong_AsVoidPtr(data);
+            Py_DECREF(data);
+            if (ptr == NULL && PyErr_Occurred()) return NULL;
+            if (ptr == c->target_data) {
+                /* held through the write: make_record runs Python, which may retarget */
+                PyObject *storage = c->target_storage;
+                Py_INCREF(storage);
+                int failed = cursor_write(c, c->target_address) < 0;
+                Py_DECREF(storage);
+                if (failed) return NULL;
+                Py_RETURN_NONE;
+            }
+        }
+    }
+    return PyObject_CallFunctionObjArgs(c->fill_fallback, (PyObject *)c, bitmask, index, NULL);
+}
+
+/* fill_at(bitmask, index, data_ptr, storage, address): remember a target written by address
+ * (`storage` holds the memory at `address` and is kept with it), then write the mask there. */
+static PyObject *cursor_fill_at(Cursor *c, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "fill_at(bitmask, index, data_ptr, storage, address)");
+        return NULL;
+    }
+    void *data = PyLong_AsVoidPtr(args[2]);
+    if (data == NULL && PyErr_Occurred()) return NULL;
+    if (!ready(c)) return NULL;
+    int32_t *address = address_of(args[4]);
+    if (address == NULL) return NULL;
+    Py_INCREF(args[0]); Py_INCREF(args[1]); Py_INCREF(args[3]);
+    Py_XSETREF(c->target_bitmask, args[0]);
+    Py_XSETREF(c->target_index, args[1]);
+    Py_XSETREF(c->target_storage, args[3]);
+    c->target_data = data;
+    c->target_address = address;
+    PyObject *storage = c->target_storage;
+    Py_INCREF(storage);
+    int failed = cursor_write(c, address) < 0;
+    Py_DECREF(storage);
+    if (failed) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *cursor_rollback(Cursor *c, PyObject *arg) {
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (!ready(c)) return NULL;
+    Py_ssize_t undoable = c->hi - c->lo - 1;
+    if (n < 0 || n > undoable) {
+        PyErr_Format(PyExc_ValueError, "rollback(%zd): only %zd tokens can be undone", n, undoable);
+        return NULL;
+    }
+    c->hi -= n;
+    Py_RETURN_NONE;
+}
+
+static PyObject *cursor_reset(Cursor *c, PyObject *unused) {
+    if (!ready(c)) return NULL;
+    cursor_reset_history(c);
+    Py_RETURN_NONE;
+}
+
+static PyObject *cursor_get_state(Cursor *c, void *unused) {
+    if (!ready(c)) return NULL;
+    return PyLong_FromLong(c->states[c->hi - 1]);
+}
+
+static PyObject *cursor_get_finished(Cursor *c, void *unused) {
+    if (!ready(c)) return NULL;
+    return PyBool_FromLong(c->finished[c->hi - 1]);
+}
+
+static PyObject *cursor_get_max_rollback(Cursor *c, void *unused) {
+    if (c->max_rollback < 0) Py_RETURN_NONE;
+    return PyLong_FromSsize_t(c->max_rollback);
+}
+
+static int cursor_set_max_rollback(Cursor *c, PyObject *value, void *unused) {
+    Py_ssize_t limit = -1;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "max_rollback cannot be deleted");
+        return -1;
+    }
+    if (value != Py_None) {
+        limit = PyLong_AsSsize_t(value);
+        if (limit == -1 && PyErr_Occurred()) return -1;
+        if (limit < 0) {
+            PyErr_SetString(PyExc_ValueError, "max_rollback must be None or >= 0");
+            return -1;
+        }
+    }
+    c->max_rollback = limit;
+    if (c->states != NULL && limit >= 0 && c->hi - c->lo > limit + 1) c->lo = c->hi - limit - 1;
+    return 0;
+}
+
+static PyMethodDef cursor_methods[] = {
+    {"advance", (PyCFunction)cursor_advance, METH_O, NULL},
+    {"fill_bitmask", (PyCFunction)(void (*)(void))cursor_fill_bitmask,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"fill_at", (PyCFunction)(void (*)(void))cursor_fill_at, METH_FASTCALL, NULL},
+    {"rollback", (PyCFunction)cursor_rollback, METH_O, NULL},
+    {"reset", (PyCFunction)cursor_reset, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef cursor_getset[] = {
+    {"state", (getter)cursor_get_state, NULL, NULL, NULL},
+    {"finished", (getter)cursor_get_finished, NULL, NULL, NULL},
+    {"max_rollback", (getter)cursor_get_max_rollback, (setter)cursor_set_max_rollback, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef cursor_members[] = {
+    {"fsm", T_OBJECT, offsetof(Cursor, fsm), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject CursorType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "matcher_step.Cursor",
+    .tp_basicsize = sizeof(Cursor),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)cursor_init,
+    .tp_dealloc = (destructor)cursor_dealloc,
+    .tp_traverse = (traverseproc)cursor_traverse,
+    .tp_clear = (inquiry)cursor_clear,
+    .tp_methods = cursor_methods,
+    .tp_getset = cursor_getset,
+    .tp_members = cursor_members,
+};
 
 static PyMethodDef methods[] = {
     {"next_state", (PyCFunction)(void (*)(void))next_state, METH_FASTCALL, NULL},
@@ -154,4 +567,17 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "matcher_step", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit_matcher_step(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit_matcher_step(void) {
+    str_data_ptr = PyUnicode_InternFromString("data_ptr");
+    if (str_data_ptr == NULL) return NULL;
+    if (PyType_Ready(&CursorType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&CursorType);
+    if (PyModule_AddObject(m, "Cursor", (PyObject *)&CursorType) < 0) {
+        Py_DECREF(&CursorType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

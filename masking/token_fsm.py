@@ -32,7 +32,7 @@ from .vocab_index import VocabIndex
 
 class StateResult:
     __slots__ = ("row", "default", "exc_tokens", "exc_next", "count", "single", "tokens_view",
-                 "next_view", "length_next", "lengths", "step_record")
+                 "next_view", "length_next", "lengths")
 
     def __init__(self, row: int, default: int, exc_tokens: np.ndarray, exc_next: np.ndarray,
                  count: int | None, single: int, length_next: list[int] | None = None,
@@ -52,7 +52,6 @@ class StateResult:
         # them here keeps allocations, and so garbage collections, out of the decode step
         self.tokens_view = memoryview(np.ascontiguousarray(exc_tokens, np.int32))
         self.next_view = memoryview(np.ascontiguousarray(exc_next, np.int32))
-        self.step_record: tuple | None = None  # the native step's view of this state, made on use
 
     def next_state(self, token_id: int) -> int:
         """The next state of an allowed token: its exception, else its length's or the default."""

@@ -268,3 +268,133 @@ def test_native_fill_and_bit_test_of_every_row_layout():
     with pytest.raises(ValueError, match="words"):
         module.fill(torch.zeros(words + 1, dtype=torch.int32).data_ptr(), words + 1,
                     store.native_row(next(i for i, _ in cases if store.fill_plans[i] is None)))
+
+
+LONG = r'''
+start: "say " WORDS "."
+WORDS: /[a-z ]{1,400}/
+'''
+
+
+def _cursor_pair(fsm, max_rollback):
+    from octogram.masking import matcher
+
+    args = (fsm, fsm._records, fsm._record, fsm.next_state, matcher._fill_new_target, max_rollback)
+    return _step_module().Cursor(*args), matcher.PyCursor(*args)
+
+
+def _same_outcome(native_call, python_call):
+    """Both calls return the same value or raise the same error (type and message)."""
+    outcome = []
+    for call in (native_call, python_call):
+        try:
+            outcome.append(("ok", call()))
+        except Exception as error:  # noqa: BLE001 - the error itself is compared
+            outcome.append((type(error), str(error)))
+    assert outcome[0] == outcome[1]
+    return outcome[0]
+
+
+@pytest.mark.parametrize("grammar", [CALLS, LONG, RUNS], ids=["calls", "long", "runs"])
+@pytest.mark.parametrize("mode", ["eager", "lazy", "loaded"])
+@pytest.mark.parametrize("max_rollback", [None, 0, 3])
+def test_native_cursor_equals_the_python_cursor(vocab, monkeypatch, grammar, mode, max_rollback):
+    """Random sequences of advance (allowed, refused, EOS, out of range), rollback (within and
+    past the history), reset, max_rollback changes and fills into every kind of target: the C
+    cursor and PyCursor agree on every result, error, state and mask. LONG makes histories
+    longer than the C cursor's first allocation, with and without dropped positions."""
+    eager, lazy, loaded = _fsms(vocab, grammar, monkeypatch, token_fsm._SPARSE_FILL_WORDS, True)
+    fsm = {"eager": eager, "lazy": lazy, "loaded": loaded}[mode]
+    native_cursor, python_cursor = _cursor_pair(fsm, max_rollback)
+    eos = vocab.eos_token_ids[0]
+    words = fsm.words
+    shared = {c: torch.zeros(3, words, dtype=torch.int32) for c in ("n", "p")}
+    rng = random.Random(hash((grammar, mode, max_rollback)) & 0xFFFF)
+    advanced = 0
+    for step in range(700):
+        op = rng.random()
+        if op < 0.7:
+            allowed = [] if python_cursor.finished else fsm.allowed_tokens(python_cursor.state)
+            pick = rng.random()
+            token = (rng.choice(allowed) if allowed and pick < 0.85 else
+                     eos if pick < 0.9 else
+                     rng.choice([-1, fsm.vocab_size, words * 32 + 3, 2**70, rng.randrange(fsm.vocab_size)]))
+            if token == eos and rng.random() < 0.8 and not fsm.is_accepting(python_cursor.state):
+                token = rng.randrange(fsm.vocab_size)
+            _, ok = _same_outcome(lambda: native_cursor.advance(token), lambda: python_cursor.advance(token))
+            advanced += ok
+        elif op < 0.8:
+            n = rng.choice([0, 1, 2, 5, 70, -1])
+            _same_outcome(lambda: native_cursor.rollback(n), lambda: python_cursor.rollback(n))
+        elif op < 0.82:
+            native_cursor.reset(), python_cursor.reset()
+        elif op < 0.84:
+            limit = rng.choice([None, 0, 2, 40, -1])
+
+            def set_limit(cursor):
+                cursor.max_rollback = limit
+                return cursor.max_rollback
+            _same_outcome(lambda: set_limit(native_cursor), lambda: set_limit(python_cursor))
+        assert (native_cursor.state, native_cursor.finished) == (python_cursor.state, python_cursor.finished)
+        expected = fsm.finished_row() if python_cursor.finished else fsm.mask_row(python_cursor.state)
+        target = rng.choice(["same row", "another row", "1-d", "strided", "keyword"])
+        got = {}
+        for name, cursor in (("n", native_cursor), ("p", python_cursor)):
+            bitmask = shared[name]
+            if target == "same row":
+                cursor.fill_bitmask(bitmask, 1)
+                got[name] = bitmask[1].clone()
+            elif target == "another row":
+                cursor.fill_bitmask(bitmask, np.int64(2))
+                got[name] = bitmask[2].clone()
+            elif target == "keyword":
+                cursor.fill_bitmask(bitmask=bitmask, index=0)
+                got[name] = bitmask[0].clone()
+            elif target == "1-d":
+                row = torch.full((words,), -1, dtype=torch.int32)
+                cursor.fill_bitmask(row)
+                got[name] = row
+            else:  # every other word of a wider buffer: not written by address
+                wide = torch.full((words, 2), 7, dtype=torch.int32)
+                cursor.fill_bitmask(wide[:, 0])
+                assert (wide[:, 1] == 7).all()
+                got[name] = wide[:, 0].clone()
+        assert torch.equal(got["n"], expected) and torch.equal(got["p"], expected), (step, target)
+    assert advanced > 100
+
+
+def test_native_cursor_refuses_bad_arguments_and_is_collected_in_a_cycle(vocab):
+    import gc
+    import weakref
+
+    module = _step_module()
+    fsm = compile_grammar(CALLS, vocab)
+    m = fsm.matcher()
+    bitmask = torch.zeros(2, fsm.words, dtype=torch.int32)
+    with pytest.raises(TypeError, match="fill_bitmask"):
+        m.fill_bitmask()
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        m.fill_bitmask(bitmask, row=0)
+    with pytest.raises(TypeError, match="fill_bitmask"):
+        m.fill_bitmask(bitmask, 0, 1)
+    with pytest.raises(ValueError, match=r"rollback\(1\): only 0 tokens"):
+        m.rollback(1)
+    with pytest.raises(ValueError, match="max_rollback"):
+        m.max_rollback = -1
+    with pytest.raises(ValueError, match="max_rollback"):
+        fsm.matcher(max_rollback=-2)
+    blank = module.Cursor.__new__(module.Cursor)  # never initialized: errors, not crashes
+    for call in (lambda: blank.advance(1), lambda: blank.state, lambda: blank.finished,
+                 lambda: blank.fill_bitmask(bitmask, 0), lambda: blank.rollback(0), blank.reset,
+                 lambda: blank.fill_at(bitmask, 0, 1, bitmask[0], 1)):
+        with pytest.raises(RuntimeError, match="not initialized"):
+            call()
+    with pytest.raises(TypeError):
+        module.Cursor(fsm, (), fsm._record, fsm.next_state, None, None)  # records must be a list
+    # matcher -> cursor -> cached bitmask -> matcher: the collector must see the cursor's references
+    m.fill_bitmask(bitmask, 0)
+    bitmask.owner = m
+    gone = weakref.ref(m)
+    del m, bitmask
+    gc.collect()
+    assert gone() is None
