@@ -8,6 +8,7 @@ built, so that a decode step (`advance` + `fill_bitmask`) is two C calls, or its
 from __future__ import annotations
 
 import ctypes
+import operator
 
 import numpy as np
 import torch
@@ -15,16 +16,30 @@ import torch
 from .fsm import TokenFSM, native_step
 
 
+def _row_index(index) -> int:
+    """A fill target's row as the cursors cache it: -1 for None, -2 (never cached) for a
+    negative index or one that is not an integer."""
+    if index is None:
+        return -1
+    try:
+        i = operator.index(index)
+    except TypeError:
+        return -2
+    return i if i >= 0 else -2
+
+
 class PyCursor:
     """The Python twin of matcher_step.Cursor (see there): the history of states and finished
-    flags, advance, rollback, and fill_bitmask with its last target cached."""
+    flags, advance, rollback, copy, and fill_bitmask with its last target cached."""
 
     def __init__(self, fsm: TokenFSM, records: list, make_record, length_next, fill_fallback,
                  max_rollback: int | None):
         self.fsm = fsm
+        self._args = (fsm, records, make_record, length_next, fill_fallback)
         self._fallback = fill_fallback
         self._eos = frozenset(fsm.eos_token_ids)
-        # fill_bitmask's last target: (bitmask, index, its data pointer, row array, storage)
+        # fill_bitmask's last target: (bitmask, row index, its data pointer, row array,
+        # storage, bytes the storage must hold)
         self._target: tuple | None = None
         self._max_rollback: int | None = None
         self.reset()
@@ -44,8 +59,10 @@ class PyCursor:
 
     @max_rollback.setter
     def max_rollback(self, limit: int | None) -> None:
-        if limit is not None and limit < 0:
-            raise ValueError("max_rollback must be None or >= 0")
+        if limit is not None:
+            limit = operator.index(limit)
+            if limit < 0:
+                raise ValueError("max_rollback must be None or >= 0")
         self._max_rollback = limit
         if limit is not None and len(self._states) > limit + 1:
             del self._states[:-limit - 1], self._finished[:-limit - 1]
@@ -53,6 +70,11 @@ class PyCursor:
     def reset(self) -> None:
         self._states = [self.fsm.start_state]
         self._finished = [False]
+
+    def copy(self) -> "PyCursor":
+        out = PyCursor(*self._args, self._max_rollback)
+        out._states, out._finished = list(self._states), list(self._finished)
+        return out
 
     def advance(self, token_id: int) -> bool:
         if self._finished[-1]:
@@ -74,16 +96,17 @@ class PyCursor:
 
     def fill_bitmask(self, bitmask: torch.Tensor, index: int | None = None) -> None:
         t = self._target
-        if t is not None and t[0] is bitmask and t[1] == index and t[2] == bitmask.data_ptr():
+        if t is not None and t[0] is bitmask and t[1] == _row_index(index) \
+                and t[2] == bitmask.data_ptr() and t[4].nbytes() >= t[5]:
             self._write(t[3])
         else:
             self._fallback(self, bitmask, index)
 
     def fill_at(self, bitmask: torch.Tensor, index: int | None, data_ptr: int, storage,
-                address: int) -> None:
+                address: int, needed: int) -> None:
         # an array over the address, not tensor.numpy(): that would make the storage unresizable
         row = np.ctypeslib.as_array((ctypes.c_int32 * self.fsm.words).from_address(address))
-        self._target = (bitmask, index, data_ptr, row, storage)
+        self._target = (bitmask, _row_index(index), data_ptr, row, storage, needed)
         self._write(row)
 
     def _write(self, row: np.ndarray) -> None:
@@ -94,17 +117,21 @@ class PyCursor:
 
 
 def _fill_new_target(cursor, bitmask: torch.Tensor, index: int | None) -> None:
-    """fill_bitmask for a target the cursor has not cached: a contiguous CPU int32 row is
-    remembered and written by address; anything else (a GPU tensor, another dtype, a strided
-    row) is written by torch on every call. The cursor keeps the row's storage, so the memory
-    at the address stays allocated; not a view of the bitmask, which would stop the garbage
-    collector from seeing through the bitmask (torch does not traverse a tensor that has
-    views), nor a numpy array, which would make the storage unresizable."""
+    """fill_bitmask for a target the cursor has not cached: a contiguous CPU int32 row (given
+    by no index or one >= 0) is remembered and written by address; anything else (a GPU
+    tensor, another dtype, a strided row, a negative index) is written by torch on every call.
+    The cursor keeps the row's storage, so the memory at the address stays allocated; not a
+    view of the bitmask, which would stop the garbage collector from seeing through the bitmask
+    (torch does not traverse a tensor that has views), nor a numpy array, which would make the
+    storage unresizable."""
     view = bitmask if index is None else bitmask[index]
     fsm = cursor.fsm
     if view.device.type == "cpu" and view.dtype == torch.int32 and not view.requires_grad \
-            and tuple(view.shape) == (fsm.words,) and view.is_contiguous():
-        cursor.fill_at(bitmask, index, bitmask.data_ptr(), view.untyped_storage(), view.data_ptr())
+            and tuple(view.shape) == (fsm.words,) and view.is_contiguous() \
+            and _row_index(index) != -2:
+        storage = view.untyped_storage()
+        needed = view.data_ptr() - storage.data_ptr() + 4 * fsm.words
+        cursor.fill_at(bitmask, index, bitmask.data_ptr(), storage, view.data_ptr(), needed)
     else:
         view.copy_(fsm.finished_row() if cursor.finished else fsm.mask_row(cursor.state))
 
@@ -119,12 +146,29 @@ class Matcher:
         self.fsm = fsm
         native = native_step()
         make = native.Cursor if native is not None else PyCursor
-        self._cursor = make(fsm, fsm._records, fsm._record, fsm.next_state, _fill_new_target,
-                            max_rollback)
+        self._use(make(fsm, fsm._records, fsm._record, fsm.next_state, _fill_new_target,
+                       max_rollback))
+
+    def _use(self, cursor) -> None:
+        self._cursor = cursor
         # the decode step calls the cursor's methods directly: a Python frame per call is a
         # good part of a step (the class methods below say what they do)
-        self.advance = self._cursor.advance
-        self.fill_bitmask = self._cursor.fill_bitmask
+        self.advance = cursor.advance
+        self.fill_bitmask = cursor.fill_bitmask
+
+    def copy(self) -> "Matcher":
+        """An independent matcher at the same position, with the same history (e.g. one per
+        beam); the compiled FSM is shared, not copied. `copy.copy` and `copy.deepcopy` do the
+        same."""
+        out = object.__new__(type(self))
+        out.fsm = self.fsm
+        out._use(self._cursor.copy())
+        return out
+
+    __copy__ = copy
+
+    def __deepcopy__(self, memo: dict) -> "Matcher":
+        return self.copy()
 
     @property
     def state(self) -> int:

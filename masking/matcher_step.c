@@ -195,27 +195,28 @@ typedef struct {
     int32_t *states;
     uint8_t *finished;
     Py_ssize_t lo, hi, cap;
-    /* fill_bitmask's last target, written by address: the bitmask and index it was given,
-     * the bitmask's data pointer then, and the row's storage, kept so the memory at the
-     * address stays allocated */
-    PyObject *target_bitmask, *target_index, *target_storage;
-    void *target_data;
+    /* fill_bitmask's last target, written by address: the bitmask and row index it was given
+     * (-1: no index), the bitmask's data pointer then, and the row's storage, kept so the
+     * memory at the address stays allocated, with the bytes it must still hold */
+    PyObject *target_bitmask, *target_storage;
+    Py_ssize_t target_index;
+    size_t target_data, target_needed;
     int32_t *target_address;
 } Cursor;
 
-static PyObject *str_data_ptr;
+static PyObject *str_data_ptr, *str_nbytes;
 
 static int cursor_traverse(Cursor *c, visitproc visit, void *arg) {
     Py_VISIT(c->fsm); Py_VISIT(c->records); Py_VISIT(c->make_record); Py_VISIT(c->length_next);
     Py_VISIT(c->fill_fallback); Py_VISIT(c->finished_row); Py_VISIT(c->target_bitmask);
-    Py_VISIT(c->target_index); Py_VISIT(c->target_storage);
+    Py_VISIT(c->target_storage);
     return 0;
 }
 
 static int cursor_clear(Cursor *c) {
     Py_CLEAR(c->fsm); Py_CLEAR(c->records); Py_CLEAR(c->make_record); Py_CLEAR(c->length_next);
     Py_CLEAR(c->fill_fallback); Py_CLEAR(c->finished_row); Py_CLEAR(c->target_bitmask);
-    Py_CLEAR(c->target_index); Py_CLEAR(c->target_storage);
+    Py_CLEAR(c->target_storage);
     c->target_address = NULL;
     return 0;
 }
@@ -229,14 +230,41 @@ static void cursor_dealloc(Cursor *c) {
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
-static int cursor_reset_history(Cursor *c) {
-    c->lo = 0;
-    c->hi = 1;
-    c->states[0] = c->start_state;
-    c->finished[0] = 0;
+/* 1 for a cursor whose __init__ succeeded, else 0 with a RuntimeError. */
+static int ready(Cursor *c) {
+    if (c->records != NULL) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "Cursor: not initialized");
     return 0;
 }
 
+/* A state number as the history stores it, or -1 with an exception. */
+static int32_t state_of(long long value, const char *what) {
+    if (value < 0 || value > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "Cursor: %s %lld is not a state number", what, value);
+        return -1;
+    }
+    return (int32_t)value;
+}
+
+/* A max_rollback value: -1 for None, else >= 0; -2 with an exception. */
+static Py_ssize_t rollback_limit(PyObject *value) {
+    if (value == Py_None) return -1;
+    Py_ssize_t limit = PyLong_AsSsize_t(value);
+    if (limit == -1 && PyErr_Occurred()) return -2;
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_rollback must be None or >= 0");
+        return -2;
+    }
+    return limit;
+}
+
+/* Drop the positions past max_rollback (written so that no sum can overflow). */
+static void trim(Cursor *c) {
+    if (c->max_rollback >= 0 && c->hi - c->lo - 1 > c->max_rollback) c->lo = c->hi - 1 - c->max_rollback;
+}
+
+/* Everything is read and allocated first; the cursor changes only when all of it succeeded,
+ * so a failed __init__ of a working cursor leaves it as it was. */
 static int cursor_init(Cursor *c, PyObject *args, PyObject *kwargs) {
     PyObject *fsm, *records, *make_record, *length_next, *fill_fallback, *max_rollback;
     static char *names[] = {"fsm", "records", "make_record", "length_next", "fill_fallback",
@@ -245,73 +273,78 @@ static int cursor_init(Cursor *c, PyObject *args, PyObject *kwargs) {
                                      &records, &make_record, &length_next, &fill_fallback,
                                      &max_rollback))
         return -1;
-    Py_ssize_t limit = -1;
-    if (max_rollback != Py_None) {
-        limit = PyLong_AsSsize_t(max_rollback);
-        if (limit == -1 && PyErr_Occurred()) return -1;
-        if (limit < 0) {
-            PyErr_SetString(PyExc_ValueError, "Cursor: max_rollback must be None or >= 0");
-            return -1;
-        }
+    Py_ssize_t limit = rollback_limit(max_rollback);
+    if (limit == -2) return -1;
+    int ok = 0;
+    Py_ssize_t words = -1, n_eos = 0, n_row = 0;
+    long long start = -1;
+    long long *eos = NULL;
+    int32_t *states = NULL;
+    uint8_t *finished = NULL;
+    PyObject *words_obj = NULL, *start_obj = NULL, *eos_obj = NULL, *eos_seq = NULL;
+    PyObject *row = NULL, *row_view = NULL;
+    if ((words_obj = PyObject_GetAttrString(fsm, "words")) == NULL) goto done;
+    if ((words = PyLong_AsSsize_t(words_obj)) < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "Cursor: fsm.words is negative");
+        goto done;
     }
-    PyObject *words = PyObject_GetAttrString(fsm, "words");
-    PyObject *start = words ? PyObject_GetAttrString(fsm, "start_state") : NULL;
-    PyObject *eos = start ? PyObject_GetAttrString(fsm, "eos_token_ids") : NULL;
-    PyObject *eos_seq = eos ? PySequence_Fast(eos, "Cursor: eos_token_ids must be a sequence") : NULL;
-    PyObject *row = eos_seq ? PyObject_CallMethod(fsm, "finished_row_numpy", NULL) : NULL;
-    PyObject *row_view = row ? PyMemoryView_FromObject(row) : NULL;
-    int ok = row_view != NULL;
-    if (ok) {
-        c->words = PyLong_AsSsize_t(words);
-        c->start_state = (int32_t)PyLong_AsLong(start);
-        ok = !PyErr_Occurred();
+    if ((start_obj = PyObject_GetAttrString(fsm, "start_state")) == NULL) goto done;
+    start = PyLong_AsLongLong(start_obj);
+    if (start == -1 && PyErr_Occurred()) goto done;
+    if (state_of(start, "start_state") < 0) goto done;
+    if ((eos_obj = PyObject_GetAttrString(fsm, "eos_token_ids")) == NULL) goto done;
+    if ((eos_seq = PySequence_Fast(eos_obj, "Cursor: eos_token_ids must be a sequence")) == NULL) goto done;
+    n_eos = PySequence_Fast_GET_SIZE(eos_seq);
+    if ((eos = PyMem_Malloc(sizeof(long long) * (n_eos ? n_eos : 1))) == NULL) {
+        PyErr_NoMemory();
+        goto done;
     }
-    Py_ssize_t n_row = 0;
-    if (ok) ok = words_of(row_view, &n_row) != NULL;
-    if (ok && n_row != c->words) {
-        PyErr_SetString(PyExc_ValueError, "Cursor: the finished row does not have `words` words");
-        ok = 0;
+    for (Py_ssize_t i = 0; i < n_eos; i++) {
+        eos[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(eos_seq, i));
+        if (eos[i] == -1 && PyErr_Occurred()) goto done;
     }
-    if (ok) {
-        c->n_eos = PySequence_Fast_GET_SIZE(eos_seq);
-        PyMem_Free(c->eos);
-        c->eos = PyMem_Malloc(sizeof(long long) * (c->n_eos ? c->n_eos : 1));
-        ok = c->eos != NULL;
-        for (Py_ssize_t i = 0; ok && i < c->n_eos; i++) {
-            c->eos[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(eos_seq, i));
-            ok = !(c->eos[i] == -1 && PyErr_Occurred());
-        }
-        if (c->eos == NULL) PyErr_NoMemory();
+    if ((row = PyObject_CallMethod(fsm, "finished_row_numpy", NULL)) == NULL) goto done;
+    if ((row_view = PyMemoryView_FromObject(row)) == NULL) goto done;
+    if (words_of(row_view, &n_row) == NULL) goto done;
+    if (n_row != words) {
+        PyErr_SetString(PyExc_ValueError, "Cursor: the finished row does not have fsm.words words");
+        goto done;
     }
-    if (ok && c->states == NULL) {
-        c->cap = 64;
-        c->states = PyMem_Malloc(sizeof(int32_t) * c->cap);
-        c->finished = PyMem_Malloc(c->cap);
-        if (c->states == NULL || c->finished == NULL) {
-            PyErr_NoMemory();
-            ok = 0;
-        }
+    states = PyMem_Malloc(sizeof(int32_t) * 64);
+    finished = PyMem_Malloc(64);
+    if (states == NULL || finished == NULL) {
+        PyErr_NoMemory();
+        goto done;
     }
-    Py_XDECREF(words); Py_XDECREF(start); Py_XDECREF(eos); Py_XDECREF(eos_seq); Py_XDECREF(row);
+    ok = 1;
+done:
+    Py_XDECREF(words_obj); Py_XDECREF(start_obj); Py_XDECREF(eos_obj); Py_XDECREF(eos_seq);
+    Py_XDECREF(row);
     if (!ok) {
         Py_XDECREF(row_view);
+        PyMem_Free(eos); PyMem_Free(states); PyMem_Free(finished);
         return -1;
     }
     cursor_clear(c);
+    PyMem_Free(c->eos); PyMem_Free(c->states); PyMem_Free(c->finished);
     Py_INCREF(fsm); c->fsm = fsm;
     Py_INCREF(records); c->records = records;
     Py_INCREF(make_record); c->make_record = make_record;
     Py_INCREF(length_next); c->length_next = length_next;
     Py_INCREF(fill_fallback); c->fill_fallback = fill_fallback;
     c->finished_row = row_view;
+    c->words = words;
+    c->eos = eos;
+    c->n_eos = n_eos;
+    c->start_state = (int32_t)start;
     c->max_rollback = limit;
-    return cursor_reset_history(c);
-}
-
-/* 1 for a cursor whose __init__ ran, else 0 with a RuntimeError (Cursor.__new__ alone). */
-static int ready(Cursor *c) {
-    if (c->states != NULL && c->records != NULL) return 1;
-    PyErr_SetString(PyExc_RuntimeError, "Cursor: not initialized");
+    c->states = states;
+    c->finished = finished;
+    c->cap = 64;
+    c->lo = 0;
+    c->hi = 1;
+    c->states[0] = c->start_state;
+    c->finished[0] = 0;
     return 0;
 }
 
@@ -327,39 +360,46 @@ static PyObject *cursor_record(Cursor *c, int32_t s) {
     return PyObject_CallFunction(c->make_record, "i", (int)s);
 }
 
-static int cursor_push(Cursor *c, int32_t state, uint8_t finished) {
-    if (c->hi == c->cap) {
-        if (c->lo > 0) {  /* positions past max_rollback were dropped: move the rest down */
-            memmove(c->states, c->states + c->lo, sizeof(int32_t) * (c->hi - c->lo));
-            memmove(c->finished, c->finished + c->lo, c->hi - c->lo);
-            c->hi -= c->lo;
-            c->lo = 0;
-        } else {
-            Py_ssize_t cap = c->cap * 2;
-            int32_t *states = PyMem_Realloc(c->states, sizeof(int32_t) * cap);
-            if (states == NULL) { PyErr_NoMemory(); return -1; }
-            c->states = states;
-            uint8_t *finished = PyMem_Realloc(c->finished, cap);
-            if (finished == NULL) { PyErr_NoMemory(); return -1; }
-            c->finished = finished;
-            c->cap = cap;
-        }
+/* Room for one more position: drop the trimmed ones, else grow. */
+static int cursor_reserve(Cursor *c) {
+    if (c->hi < c->cap) return 0;
+    if (c->lo > 0) {
+        memmove(c->states, c->states + c->lo, sizeof(int32_t) * (c->hi - c->lo));
+        memmove(c->finished, c->finished + c->lo, c->hi - c->lo);
+        c->hi -= c->lo;
+        c->lo = 0;
+        return 0;
     }
-    c->states[c->hi] = state;
-    c->finished[c->hi] = finished;
-    c->hi++;
-    if (c->max_rollback >= 0 && c->hi - c->lo > c->max_rollback + 1) c->lo++;
+    Py_ssize_t cap = c->cap * 2;
+    int32_t *states = PyMem_Realloc(c->states, sizeof(int32_t) * cap);
+    if (states == NULL) { PyErr_NoMemory(); return -1; }
+    c->states = states;
+    uint8_t *finished = PyMem_Realloc(c->finished, cap);
+    if (finished == NULL) { PyErr_NoMemory(); return -1; }
+    c->finished = finished;
+    c->cap = cap;
     return 0;
 }
 
 /* advance(token_id) -> bool: consume the token; False (and no change) where it is not allowed
  * or the sequence is finished. */
-static PyObject *cursor_advance(Cursor *c, PyObject *token_arg) {
+static PyObject *cursor_advance(Cursor *c, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+    PyObject *token_arg = nargs == 1 ? args[0] : NULL;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 && nargs == 0
+            && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "token_id") == 0)
+        token_arg = args[0];
+    else if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)
+        token_arg = NULL;
+    if (token_arg == NULL) {
+        PyErr_SetString(PyExc_TypeError, "advance(token_id)");
+        return NULL;
+    }
+    if (!ready(c)) return NULL;
+    if (c->finished[c->hi - 1]) Py_RETURN_FALSE;
     int overflow = 0;
     long long token = token_of(token_arg, &overflow);
     if (token == -1 && PyErr_Occurred()) return NULL;
-    if (!ready(c)) return NULL;
-    if (c->finished[c->hi - 1]) Py_RETURN_FALSE;
     int32_t s = c->states[c->hi - 1];
     PyObject *rec = cursor_record(c, s);
     if (rec == NULL) return NULL;
@@ -372,11 +412,19 @@ static PyObject *cursor_advance(Cursor *c, PyObject *token_arg) {
         nxt = PyLong_AsLongLong(got);
         Py_DECREF(got);
         if (nxt == -1 && PyErr_Occurred()) return NULL;
+        if (nxt < 0) {
+            PyErr_Format(PyExc_ValueError, "Cursor: no next state for allowed token %lld", token);
+            return NULL;
+        }
     }
     if (nxt < 0) Py_RETURN_FALSE;
+    if (state_of(nxt, "next state") < 0 || cursor_reserve(c) < 0) return NULL;
     uint8_t eos = 0;
     for (Py_ssize_t i = 0; !overflow && i < c->n_eos; i++) eos |= c->eos[i] == token;
-    if (cursor_push(c, (int32_t)nxt, eos) < 0) return NULL;
+    c->states[c->hi] = (int32_t)nxt;
+    c->finished[c->hi] = eos;
+    c->hi++;
+    trim(c);
     Py_RETURN_TRUE;
 }
 
@@ -392,9 +440,41 @@ static int cursor_write(Cursor *c, int32_t *dst) {
     return ok ? 0 : -1;
 }
 
-/* fill_bitmask(bitmask, index=None): the mask into `bitmask` (or its row `index`). The target
- * of the last call is written by address when it is the same object and index and its data
- * pointer has not moved; anything else goes through fill_fallback. */
+/* Write the mask at the cached target; the storage is held through the write (make_record runs
+ * Python, which may retarget this cursor). */
+static PyObject *cursor_write_target(Cursor *c) {
+    PyObject *storage = c->target_storage;
+    Py_INCREF(storage);
+    int failed = cursor_write(c, c->target_address) < 0;
+    Py_DECREF(storage);
+    if (failed) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The unsigned number a no-argument method returns (data_ptr, nbytes); *failed set on error. */
+static size_t call_unsigned(PyObject *obj, PyObject *name, int *failed) {
+    PyObject *got = PyObject_CallMethodNoArgs(obj, name);
+    if (got == NULL) { *failed = 1; return 0; }
+    size_t value = PyLong_AsSize_t(got);
+    Py_DECREF(got);
+    *failed = value == (size_t)-1 && PyErr_Occurred();
+    return value;
+}
+
+/* 1 when `index` (None or an int) is the cached target's row, 0 when not, -1 on error. */
+static int same_index(Cursor *c, PyObject *index) {
+    if (index == Py_None) return c->target_index == -1;
+    Py_ssize_t i = PyLong_CheckExact(index) ? PyLong_AsSsize_t(index) : PyNumber_AsSsize_t(index, NULL);
+    if (i == -1 && PyErr_Occurred()) {  /* not an index: the fallback reports it */
+        PyErr_Clear();
+        return 0;
+    }
+    return i >= 0 && i == c->target_index;
+}
+
+/* fill_bitmask(bitmask, index=None): the mask into `bitmask` (or its row `index`). The last
+ * target is written by address when it is the same object and row, its data pointer has not
+ * moved and its storage still holds the row; anything else goes through fill_fallback. */
 static PyObject *cursor_fill_bitmask(Cursor *c, PyObject *const *args, Py_ssize_t nargs,
                                      PyObject *kwnames) {
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
@@ -418,55 +498,52 @@ static PyObject *cursor_fill_bitmask(Cursor *c, PyObject *const *args, Py_ssize_
     }
     if (!ready(c)) return NULL;
     if (c->target_address != NULL && bitmask == c->target_bitmask) {
-        int same = index == c->target_index;
-        if (!same && index != Py_None && c->target_index != Py_None) {
-            same = PyObject_RichCompareBool(index, c->target_index, Py_EQ);
-            if (same < 0) return NULL;
+        int same = same_index(c, index), failed = 0;
+        if (same < 0) return NULL;
+        if (same && call_unsigned(bitmask, str_data_ptr, &failed) == c->target_data && !failed) {
+            /* the storage could have been reallocated in place (untyped_storage().resize_)
+             * and handed back at the same address, but smaller */
+            size_t nbytes = call_unsigned(c->target_storage, str_nbytes, &failed);
+            if (!failed && nbytes >= c->target_needed) return cursor_write_target(c);
         }
-        if (same) {
-            PyObject *data = PyObject_CallMethodNoArgs(bitmask, str_data_ptr);
-            if (data == NULL) return NULL;
-            void *ptr = PyLong_AsVoidPtr(data);
-            Py_DECREF(data);
-            if (ptr == NULL && PyErr_Occurred()) return NULL;
-            if (ptr == c->target_data) {
-                /* held through the write: make_record runs Python, which may retarget */
-                PyObject *storage = c->target_storage;
-                Py_INCREF(storage);
-                int failed = cursor_write(c, c->target_address) < 0;
-                Py_DECREF(storage);
-                if (failed) return NULL;
-                Py_RETURN_NONE;
-            }
-        }
+        if (failed) return NULL;
     }
     return PyObject_CallFunctionObjArgs(c->fill_fallback, (PyObject *)c, bitmask, index, NULL);
 }
 
-/* fill_at(bitmask, index, data_ptr, storage, address): remember a target written by address
- * (`storage` holds the memory at `address` and is kept with it), then write the mask there. */
+/* fill_at(bitmask, index, data_ptr, storage, address, needed): remember a target written by
+ * address (index None or >= 0; `storage` holds the memory at `address` and must keep `needed`
+ * bytes for it), then write the mask there. */
 static PyObject *cursor_fill_at(Cursor *c, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "fill_at(bitmask, index, data_ptr, storage, address)");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "fill_at(bitmask, index, data_ptr, storage, address, needed)");
         return NULL;
     }
-    void *data = PyLong_AsVoidPtr(args[2]);
-    if (data == NULL && PyErr_Occurred()) return NULL;
     if (!ready(c)) return NULL;
+    Py_ssize_t index = args[1] == Py_None ? -1 : PyNumber_AsSsize_t(args[1], PyExc_IndexError);
+    if (index == -1 && PyErr_Occurred()) return NULL;
+    if (index < -1 || (index == -1 && args[1] != Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "fill_at: a row index must be None or >= 0");
+        return NULL;
+    }
+    size_t data = PyLong_AsSize_t(args[2]);
+    if (data == (size_t)-1 && PyErr_Occurred()) return NULL;
     int32_t *address = address_of(args[4]);
     if (address == NULL) return NULL;
-    Py_INCREF(args[0]); Py_INCREF(args[1]); Py_INCREF(args[3]);
+    size_t needed = PyLong_AsSize_t(args[5]);
+    if (needed == (size_t)-1 && PyErr_Occurred()) return NULL;
+    if (needed < (size_t)c->words * 4) {
+        PyErr_SetString(PyExc_ValueError, "fill_at: the storage must hold at least one row");
+        return NULL;
+    }
+    Py_INCREF(args[0]); Py_INCREF(args[3]);
     Py_XSETREF(c->target_bitmask, args[0]);
-    Py_XSETREF(c->target_index, args[1]);
     Py_XSETREF(c->target_storage, args[3]);
+    c->target_index = index;
+    c->target_needed = needed;
     c->target_data = data;
     c->target_address = address;
-    PyObject *storage = c->target_storage;
-    Py_INCREF(storage);
-    int failed = cursor_write(c, address) < 0;
-    Py_DECREF(storage);
-    if (failed) return NULL;
-    Py_RETURN_NONE;
+    return cursor_write_target(c);
 }
 
 static PyObject *cursor_rollback(Cursor *c, PyObject *arg) {
@@ -484,8 +561,34 @@ static PyObject *cursor_rollback(Cursor *c, PyObject *arg) {
 
 static PyObject *cursor_reset(Cursor *c, PyObject *unused) {
     if (!ready(c)) return NULL;
-    cursor_reset_history(c);
+    c->lo = 0;
+    c->hi = 1;
+    c->states[0] = c->start_state;
+    c->finished[0] = 0;
     Py_RETURN_NONE;
+}
+
+/* copy() -> a cursor at the same position, with the same history and limit (not the target). */
+static PyObject *cursor_copy(Cursor *c, PyObject *unused) {
+    if (!ready(c)) return NULL;
+    PyObject *limit = c->max_rollback < 0 ? Py_NewRef(Py_None) : PyLong_FromSsize_t(c->max_rollback);
+    if (limit == NULL) return NULL;
+    Cursor *out = (Cursor *)PyObject_CallFunction((PyObject *)Py_TYPE(c), "OOOOOO", c->fsm,
+                                                  c->records, c->make_record, c->length_next,
+                                                  c->fill_fallback, limit);
+    Py_DECREF(limit);
+    if (out == NULL) return NULL;
+    out->hi = 0;
+    for (Py_ssize_t i = c->lo; i < c->hi; i++) {
+        if (cursor_reserve(out) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        out->states[out->hi] = c->states[i];
+        out->finished[out->hi] = c->finished[i];
+        out->hi++;
+    }
+    return (PyObject *)out;
 }
 
 static PyObject *cursor_get_state(Cursor *c, void *unused) {
@@ -499,36 +602,33 @@ static PyObject *cursor_get_finished(Cursor *c, void *unused) {
 }
 
 static PyObject *cursor_get_max_rollback(Cursor *c, void *unused) {
+    if (!ready(c)) return NULL;
     if (c->max_rollback < 0) Py_RETURN_NONE;
     return PyLong_FromSsize_t(c->max_rollback);
 }
 
+/* Lowering the limit drops the oldest positions at once. */
 static int cursor_set_max_rollback(Cursor *c, PyObject *value, void *unused) {
-    Py_ssize_t limit = -1;
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "max_rollback cannot be deleted");
         return -1;
     }
-    if (value != Py_None) {
-        limit = PyLong_AsSsize_t(value);
-        if (limit == -1 && PyErr_Occurred()) return -1;
-        if (limit < 0) {
-            PyErr_SetString(PyExc_ValueError, "max_rollback must be None or >= 0");
-            return -1;
-        }
-    }
+    if (!ready(c)) return -1;
+    Py_ssize_t limit = rollback_limit(value);
+    if (limit == -2) return -1;
     c->max_rollback = limit;
-    if (c->states != NULL && limit >= 0 && c->hi - c->lo > limit + 1) c->lo = c->hi - limit - 1;
+    trim(c);
     return 0;
 }
 
 static PyMethodDef cursor_methods[] = {
-    {"advance", (PyCFunction)cursor_advance, METH_O, NULL},
+    {"advance", (PyCFunction)(void (*)(void))cursor_advance, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"fill_bitmask", (PyCFunction)(void (*)(void))cursor_fill_bitmask,
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"fill_at", (PyCFunction)(void (*)(void))cursor_fill_at, METH_FASTCALL, NULL},
     {"rollback", (PyCFunction)cursor_rollback, METH_O, NULL},
     {"reset", (PyCFunction)cursor_reset, METH_NOARGS, NULL},
+    {"copy", (PyCFunction)cursor_copy, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -569,7 +669,8 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "matcher_step", NULL,
 
 PyMODINIT_FUNC PyInit_matcher_step(void) {
     str_data_ptr = PyUnicode_InternFromString("data_ptr");
-    if (str_data_ptr == NULL) return NULL;
+    str_nbytes = PyUnicode_InternFromString("nbytes");
+    if (str_data_ptr == NULL || str_nbytes == NULL) return NULL;
     if (PyType_Ready(&CursorType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;

@@ -299,10 +299,11 @@ def _same_outcome(native_call, python_call):
 @pytest.mark.parametrize("mode", ["eager", "lazy", "loaded"])
 @pytest.mark.parametrize("max_rollback", [None, 0, 3])
 def test_native_cursor_equals_the_python_cursor(vocab, monkeypatch, grammar, mode, max_rollback):
-    """Random sequences of advance (allowed, refused, EOS, out of range), rollback (within and
-    past the history), reset, max_rollback changes and fills into every kind of target: the C
-    cursor and PyCursor agree on every result, error, state and mask. LONG makes histories
-    longer than the C cursor's first allocation, with and without dropped positions."""
+    """Random sequences of advance (allowed, refused, EOS, out of range, after the end),
+    rollback (within and past the history), reset, copy, max_rollback changes and fills into
+    every kind of target: the C cursor and PyCursor agree on every result, error, state and
+    mask. LONG makes histories longer than the C cursor's first allocation, with and without
+    dropped positions."""
     eager, lazy, loaded = _fsms(vocab, grammar, monkeypatch, token_fsm._SPARSE_FILL_WORDS, True)
     fsm = {"eager": eager, "lazy": lazy, "loaded": loaded}[mode]
     native_cursor, python_cursor = _cursor_pair(fsm, max_rollback)
@@ -328,7 +329,20 @@ def test_native_cursor_equals_the_python_cursor(vocab, monkeypatch, grammar, mod
             _same_outcome(lambda: native_cursor.rollback(n), lambda: python_cursor.rollback(n))
         elif op < 0.82:
             native_cursor.reset(), python_cursor.reset()
-        elif op < 0.84:
+        elif op < 0.86:  # carry on with copies; the originals must not see their advances
+            before = (native_cursor.state, native_cursor.finished)
+            native_copy, python_copy = native_cursor.copy(), python_cursor.copy()
+            for _ in range(3):
+                allowed = [] if python_copy.finished else fsm.allowed_tokens(python_copy.state)
+                if allowed:
+                    token = rng.choice(allowed)
+                    assert native_copy.advance(token) == python_copy.advance(token)
+            k = rng.choice([0, 1, 4, 100])
+            _same_outcome(lambda: native_copy.rollback(k), lambda: python_copy.rollback(k))
+            assert (native_cursor.state, native_cursor.finished) == before
+            if rng.random() < 0.5:
+                native_cursor, python_cursor = native_copy, python_copy
+        elif op < 0.88:
             limit = rng.choice([None, 0, 2, 40, -1])
 
             def set_limit(cursor):
@@ -337,7 +351,7 @@ def test_native_cursor_equals_the_python_cursor(vocab, monkeypatch, grammar, mod
             _same_outcome(lambda: set_limit(native_cursor), lambda: set_limit(python_cursor))
         assert (native_cursor.state, native_cursor.finished) == (python_cursor.state, python_cursor.finished)
         expected = fsm.finished_row() if python_cursor.finished else fsm.mask_row(python_cursor.state)
-        target = rng.choice(["same row", "another row", "1-d", "strided", "keyword"])
+        target = rng.choice(["same row", "another row", "1-d", "strided", "keyword", "negative"])
         got = {}
         for name, cursor in (("n", native_cursor), ("p", python_cursor)):
             bitmask = shared[name]
@@ -349,6 +363,9 @@ def test_native_cursor_equals_the_python_cursor(vocab, monkeypatch, grammar, mod
                 got[name] = bitmask[2].clone()
             elif target == "keyword":
                 cursor.fill_bitmask(bitmask=bitmask, index=0)
+                got[name] = bitmask[0].clone()
+            elif target == "negative":  # not cached: written by torch
+                cursor.fill_bitmask(bitmask, -3)
                 got[name] = bitmask[0].clone()
             elif target == "1-d":
                 row = torch.full((words,), -1, dtype=torch.int32)
@@ -377,6 +394,24 @@ def test_native_cursor_refuses_bad_arguments_and_is_collected_in_a_cycle(vocab):
         m.fill_bitmask(bitmask, row=0)
     with pytest.raises(TypeError, match="fill_bitmask"):
         m.fill_bitmask(bitmask, 0, 1)
+    with pytest.raises(TypeError, match="advance"):
+        m.advance(tok=1)
+    first = m.allowed_tokens()[0]
+    assert m.advance(token_id=first) and m.state == fsm.step(fsm.start_state, first)
+    m.rollback(1)
+    cursor = m._cursor
+    with pytest.raises(ValueError, match="row index"):
+        cursor.fill_at(bitmask, -1, bitmask.data_ptr(), bitmask.untyped_storage(), bitmask.data_ptr(), 10**6)
+    with pytest.raises(ValueError, match="one row"):
+        cursor.fill_at(bitmask, 0, bitmask.data_ptr(), bitmask.untyped_storage(), bitmask.data_ptr(), 4)
+
+    class Broken:  # a failed __init__ leaves a working cursor as it was
+        words, start_state, eos_token_ids = fsm.words + 1, 0, ["x"]
+    with pytest.raises(TypeError):
+        cursor.__init__(Broken(), fsm._records, fsm._record, fsm.next_state, None, None)
+    m.fill_bitmask(bitmask, 1)
+    assert torch.equal(bitmask[1], fsm.mask_row(fsm.start_state)) and m.advance(first)
+    m.reset()
     with pytest.raises(ValueError, match=r"rollback\(1\): only 0 tokens"):
         m.rollback(1)
     with pytest.raises(ValueError, match="max_rollback"):
@@ -386,7 +421,8 @@ def test_native_cursor_refuses_bad_arguments_and_is_collected_in_a_cycle(vocab):
     blank = module.Cursor.__new__(module.Cursor)  # never initialized: errors, not crashes
     for call in (lambda: blank.advance(1), lambda: blank.state, lambda: blank.finished,
                  lambda: blank.fill_bitmask(bitmask, 0), lambda: blank.rollback(0), blank.reset,
-                 lambda: blank.fill_at(bitmask, 0, 1, bitmask[0], 1)):
+                 blank.copy, lambda: blank.max_rollback,
+                 lambda: blank.fill_at(bitmask, 0, 1, bitmask.untyped_storage(), 1, 10**6)):
         with pytest.raises(RuntimeError, match="not initialized"):
             call()
     with pytest.raises(TypeError):
@@ -395,6 +431,62 @@ def test_native_cursor_refuses_bad_arguments_and_is_collected_in_a_cycle(vocab):
     m.fill_bitmask(bitmask, 0)
     bitmask.owner = m
     gone = weakref.ref(m)
-    del m, bitmask
+    del m, bitmask, cursor
     gc.collect()
     assert gone() is None
+
+
+def test_fill_bitmask_never_writes_past_a_storage_shrunk_in_place(vocab):
+    """untyped_storage().resize_() can hand a smaller block back at the same address (glibc
+    does, for one row less), so the bitmask's data pointer matches the cached one: the
+    storage's size is checked too, and the row that no longer fits is not written."""
+    _step_module()
+    fsm = compile_grammar(CALLS, vocab)
+    for make in (lambda: fsm.matcher(), lambda: _python_matcher(fsm)):
+        m = make()
+        for _ in range(100):  # until the allocator gives the same address back
+            bitmask = torch.zeros(8, fsm.words, dtype=torch.int32)
+            m.fill_bitmask(bitmask, 7)
+            storage = bitmask.untyped_storage()
+            address = storage.data_ptr()
+            storage.resize_(0)
+            storage.resize_(7 * 4 * fsm.words)
+            if storage.data_ptr() == address:
+                break
+        else:
+            pytest.skip("this allocator never gave a shrunk storage the same address")
+        bitmask.set_(storage, 0, (7, fsm.words))  # a valid tensor again, with seven rows
+        with pytest.raises(IndexError):
+            m.fill_bitmask(bitmask, 7)
+        m.fill_bitmask(bitmask, 6)
+        assert torch.equal(bitmask[6], fsm.mask_row(m.state))
+
+
+def _python_matcher(fsm):
+    from octogram.masking import matcher
+
+    m = fsm.matcher()
+    m._use(matcher.PyCursor(fsm, fsm._records, fsm._record, fsm.next_state,
+                            matcher._fill_new_target, None))
+    return m
+
+
+def test_copies_are_independent_and_shared_nothing_but_the_fsm(vocab):
+    import copy
+
+    _step_module()
+    fsm = compile_grammar(CALLS, vocab)
+    for m in (fsm.matcher(max_rollback=5), _python_matcher(fsm)):
+        rng = random.Random(3)
+        for _ in range(3):
+            assert m.advance(rng.choice([t for t in m.allowed_tokens() if t not in vocab.eos_token_ids]))
+        for twin in (m.copy(), copy.copy(m), copy.deepcopy(m)):
+            assert twin.fsm is m.fsm and twin.state == m.state and twin.max_rollback == m.max_rollback
+            assert type(twin._cursor) is type(m._cursor)
+            before = m.state
+            twin.rollback(3)
+            assert twin.state == fsm.start_state and m.state == before
+            with pytest.raises(ValueError):
+                twin.rollback(1)
+            m.rollback(1)
+            assert m.advance(fsm.allowed_tokens(m.state)[0])
