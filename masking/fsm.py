@@ -27,6 +27,24 @@ def bitmask_words(vocab_size: int) -> int:
     return (vocab_size + 31) // 32
 
 
+def native_record(rows: RowStore, row: int, exc_tokens: np.ndarray, exc_next: np.ndarray,
+                  default: int, vocab_size: int) -> bytes | tuple[bytes, memoryview]:
+    """One state as matcher_step.c reads it (the layout is described there): its fixed fields,
+    its row when sparse, and its exceptions in one bytes object; beside it, the shared row
+    when dense."""
+    plan = rows.fill_plans[row]
+    tokens = np.ascontiguousarray(exc_tokens, np.int32)
+    nxt = np.ascontiguousarray(exc_next, np.int32)
+    if plan is None:
+        head, sparse = (default, vocab_size, 0, 0, 0, tokens.size), ()
+    else:
+        head = (default, vocab_size, 1, int(plan[0]), plan[1].size, tokens.size)
+        sparse = (np.ascontiguousarray(plan[1], np.int32).tobytes(),
+                  np.ascontiguousarray(plan[2], np.int32).tobytes())
+    packed = b"".join((np.array(head, np.int64).tobytes(), *sparse, tokens.tobytes(), nxt.tobytes()))
+    return packed if plan is not None else (packed, rows.native_row(row))
+
+
 _STEP_SOURCE = Path(__file__).with_name("matcher_step.c")
 _step_module: ModuleType | bool | None = None  # False: it cannot be built here
 
@@ -189,10 +207,16 @@ class TokenFSM:
             return -1
         return r.next_state(token_id)
 
-    def _step_record(self, r: StateResult) -> tuple:
-        """State `r` as matcher_step.c reads it (its layout is described there)."""
-        return (self._rows.native_row(r.row), r.tokens_view, r.next_view,
-                r.default if r.length_next is None else -2, self.vocab_size)
+    def _step_record(self, r: StateResult) -> bytes | tuple:
+        """State `r` as matcher_step.c reads it. The state's exceptions are then read from the
+        record, so that they are not held twice."""
+        record = native_record(self._rows, r.row, r.exc_tokens, r.exc_next,
+                               r.default if r.length_next is None else -2, self.vocab_size)
+        packed = record if type(record) is bytes else record[0]
+        n = r.exc_tokens.size
+        r.share_exceptions(np.frombuffer(packed, np.int32, n, len(packed) - 8 * n),
+                           np.frombuffer(packed, np.int32, n, len(packed) - 4 * n))
+        return record
 
     def _record(self, s: int) -> tuple:
         """State `s`'s record, computing the state first if needed (a cursor's make_record)."""
@@ -233,7 +257,7 @@ class TokenFSM:
         """Write state `s`'s mask to `words` int32 words at `address` (memory the caller holds,
         e.g. a contiguous CPU tensor); needs `native_step()`."""
         record = self._records[s] if s < len(self._records) else None
-        _step_module.fill(address, self.words, (record or self._record(s))[0])
+        _step_module.fill(address, self.words, record or self._record(s))
 
     def finished_row(self) -> torch.Tensor:
         """The mask after EOS was consumed: only EOS again (what padding of a finished row needs)."""
@@ -302,6 +326,12 @@ class TokenFSM:
         else:
             trans = sum(r.exc_tokens.nbytes + r.exc_next.nbytes + 8 * len(r.length_next or ())
                         for r in self._states if r is not None)
+        # a native record holds its state's exceptions (counted above) and a fixed part, and a
+        # sparse row's words again
+        for r, record in zip(self._states, self._records):
+            if record is not None:
+                packed = record if type(record) is bytes else record[0]
+                trans += len(packed) - r.exc_tokens.nbytes - r.exc_next.nbytes
         return self._rows.nbytes() + trans + 16 * self.num_states
 
     _TABLE_KEYS = ("state_row", "default_next", "trans_offsets", "trans_tokens", "trans_next",

@@ -53,6 +53,11 @@ class StateResult:
         self.tokens_view = memoryview(np.ascontiguousarray(exc_tokens, np.int32))
         self.next_view = memoryview(np.ascontiguousarray(exc_next, np.int32))
 
+    def share_exceptions(self, tokens: np.ndarray, nxt: np.ndarray) -> None:
+        """Read the exceptions from equal int32 arrays held elsewhere (a native record)."""
+        self.exc_tokens, self.exc_next = tokens, nxt
+        self.tokens_view, self.next_view = memoryview(tokens), memoryview(nxt)
+
     def next_state(self, token_id: int) -> int:
         """The next state of an allowed token: its exception, else its length's or the default."""
         tokens = self.tokens_view
@@ -392,7 +397,7 @@ class RowStore:
         self.fill_plans: list[Plan | None] = []
         self._dense: list[np.ndarray | None] = []
         self._torch: list[torch.Tensor | None] = []
-        self._native: list[memoryview | tuple | None] = []
+        self._native: list[memoryview | None] = []
         self.bytes_rows: list[bytes | None] = []
         self.by_bytes: dict[bytes, int] = {}
 
@@ -433,18 +438,12 @@ class RowStore:
             got = self.bytes_rows[i] = self.dense(i).tobytes()
         return got
 
-    def native_row(self, i: int) -> memoryview | tuple:
-        """Row `i` as matcher_step.c reads it: a memoryview of its int32 words, or of a sparse
-        row (background word, word indices, their values) with int32 memoryviews."""
+    def native_row(self, i: int) -> memoryview:
+        """Row `i`'s int32 words as a memoryview, for matcher_step.c (kept: the native records
+        of the states with this row share it)."""
         got = self._native[i]
         if got is None:
-            plan = self.fill_plans[i]
-            if plan is None:
-                got = memoryview(np.ascontiguousarray(self._dense[i], np.int32))
-            else:
-                got = (int(plan[0]), memoryview(np.ascontiguousarray(plan[1], np.int32)),
-                       memoryview(np.ascontiguousarray(plan[2], np.int32)))
-            self._native[i] = got
+            got = self._native[i] = memoryview(np.ascontiguousarray(self.dense(i), np.int32))
         return got
 
     def fill(self, dst: np.ndarray, i: int) -> None:
