@@ -28,7 +28,7 @@ def bitmask_words(vocab_size: int) -> int:
 
 
 def native_record(rows: RowStore, row: int, exc_tokens: np.ndarray, exc_next: np.ndarray,
-                  default: int, vocab_size: int) -> bytes | tuple[bytes, memoryview]:
+                  default: int, vocab_size: int) -> bytes | tuple[bytes, bytes]:
     """One state as matcher_step.c reads it (the layout is described there): its fixed fields,
     its row when sparse, and its exceptions in one bytes object; beside it, the shared row
     when dense."""
@@ -42,7 +42,7 @@ def native_record(rows: RowStore, row: int, exc_tokens: np.ndarray, exc_next: np
         sparse = (np.ascontiguousarray(plan[1], np.int32).tobytes(),
                   np.ascontiguousarray(plan[2], np.int32).tobytes())
     packed = b"".join((np.array(head, np.int64).tobytes(), *sparse, tokens.tobytes(), nxt.tobytes()))
-    return packed if plan is not None else (packed, rows.native_row(row))
+    return packed if plan is not None else (packed, rows.bits(row))
 
 
 _STEP_SOURCE = Path(__file__).with_name("matcher_step.c")
@@ -270,6 +270,12 @@ class TokenFSM:
     def finished_row_numpy(self) -> np.ndarray:
         return self.finished_row().numpy()
 
+    def finished_row_bytes(self) -> bytes:
+        """The finished row as matcher_step.c reads it (made once per FSM)."""
+        if getattr(self, "_finished_bytes", None) is None:
+            self._finished_bytes = self.finished_row_numpy().tobytes()
+        return self._finished_bytes
+
     def matcher(self, max_rollback: int | None = None) -> "Matcher":
         from .matcher import Matcher
         return Matcher(self, max_rollback)
@@ -321,17 +327,18 @@ class TokenFSM:
     def memory_bytes(self) -> int:
         """Bytes held by the compiled masks and transitions (not the DFA). A loaded FSM holds
         its flat transition tables and makes per-state objects on use."""
+        packed = [record if type(record) is bytes else record[0]
+                  for record in self._records if record is not None]
         if self._tables is not None:
-            trans = sum(v.nbytes for v in self._tables.values())
+            # the native records copy the loaded tables' exceptions of the states made so far
+            trans = sum(v.nbytes for v in self._tables.values()) + sum(map(len, packed))
         else:
+            # a native record holds its state's exceptions (the state's arrays are views into
+            # it), a fixed part, and a sparse row's words again
             trans = sum(r.exc_tokens.nbytes + r.exc_next.nbytes + 8 * len(r.length_next or ())
                         for r in self._states if r is not None)
-        # a native record holds its state's exceptions (counted above) and a fixed part, and a
-        # sparse row's words again
-        for r, record in zip(self._states, self._records):
-            if record is not None:
-                packed = record if type(record) is bytes else record[0]
-                trans += len(packed) - r.exc_tokens.nbytes - r.exc_next.nbytes
+            trans += sum(len(p) - r.exc_tokens.nbytes - r.exc_next.nbytes for p, r in
+                         zip(packed, (r for r, rec in zip(self._states, self._records) if rec is not None)))
         return self._rows.nbytes() + trans + 16 * self.num_states
 
     _TABLE_KEYS = ("state_row", "default_next", "trans_offsets", "trans_tokens", "trans_next",

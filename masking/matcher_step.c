@@ -20,7 +20,8 @@
  *   int32  row_words[n_row], row_values[n_row]    (sparse rows, sorted by word)
  *   int32  exc_tokens[n_exc], exc_next[n_exc]      (sorted by token)
  * A state with a sparse row has just those bytes as its record; one with a dense row has
- * (bytes, memoryview of the row's int32 words), the row being shared by the states that have it.
+ * (bytes, the row's int32 words as bytes), the row being shared by the states that have it.
+ * Bytes, not memoryviews: they cannot be strided or released under the reader.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -40,16 +41,15 @@ typedef struct {
     Py_ssize_t n_exc;
 } Record;
 
-/* The int32 words of a memoryview, or NULL (with an exception) for anything else. */
-static const int32_t *words_of(PyObject *view, Py_ssize_t *count) {
-    if (!PyMemoryView_Check(view) || PyMemoryView_GET_BUFFER(view)->itemsize != 4
-            || PyMemoryView_GET_BUFFER(view)->buf == NULL) {
-        PyErr_SetString(PyExc_TypeError, "matcher_step: expected a memoryview of int32 words");
+/* The int32 words held by a bytes object, or NULL (with an exception) for anything else. */
+static const int32_t *words_of(PyObject *bytes, Py_ssize_t *count) {
+    const char *p = PyBytes_CheckExact(bytes) ? PyBytes_AS_STRING(bytes) : NULL;
+    if (p == NULL || PyBytes_GET_SIZE(bytes) % 4 || ((uintptr_t)p & 3)) {
+        PyErr_SetString(PyExc_TypeError, "matcher_step: expected bytes of aligned int32 words");
         return NULL;
     }
-    Py_buffer *b = PyMemoryView_GET_BUFFER(view);
-    *count = b->len / 4;
-    return (const int32_t *)b->buf;
+    *count = PyBytes_GET_SIZE(bytes) / 4;
+    return (const int32_t *)p;
 }
 
 static int bad_record(const char *why) {
@@ -70,15 +70,18 @@ static int record_of(PyObject *rec, Record *r) {
     const char *p = PyBytes_AS_STRING(packed);
     long long head[HEAD_FIELDS];
     if (len < (Py_ssize_t)sizeof head) return bad_record("too short");
+    if ((uintptr_t)p & 3) return bad_record("its arrays are not aligned");
     memcpy(head, p, sizeof head);
     r->default_next = head[0];
     r->vocab_size = head[1];
     r->sparse = head[2] != 0;
     r->background = (int32_t)head[3];
     long long n_row = head[4], n_exc = head[5];
-    if (n_row < 0 || n_exc < 0 || n_row > len / 8 || n_exc > len / 8
-            || (Py_ssize_t)sizeof head + 8 * (n_row + n_exc) != len)
+    Py_ssize_t body = len - (Py_ssize_t)sizeof head;  /* two int32 arrays per count */
+    if (body % 8 || n_row < 0 || n_row > body / 8 || n_exc != body / 8 - n_row)
         return bad_record("its counts do not match its size");
+    if (r->vocab_size < 0 || r->vocab_size > 32LL * INT32_MAX)
+        return bad_record("its vocabulary size is out of range");
     if (r->sparse != (dense == NULL)) return bad_record("a dense row comes beside the bytes");
     const int32_t *arrays = (const int32_t *)(p + sizeof head);
     if (r->sparse) {
@@ -221,7 +224,7 @@ static PyObject *fill(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
 typedef struct {
     PyObject_HEAD
     PyObject *fsm, *records, *make_record, *length_next, *fill_fallback;
-    PyObject *finished_row;                 /* memoryview of int32 words: only EOS allowed */
+    PyObject *finished_row;                 /* bytes of int32 words: only EOS allowed */
     long long *eos;
     Py_ssize_t n_eos, words, max_rollback;  /* max_rollback -1: unlimited */
     int32_t start_state;
@@ -336,8 +339,7 @@ static int cursor_init(Cursor *c, PyObject *args, PyObject *kwargs) {
         eos[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(eos_seq, i));
         if (eos[i] == -1 && PyErr_Occurred()) goto done;
     }
-    if ((row = PyObject_CallMethod(fsm, "finished_row_numpy", NULL)) == NULL) goto done;
-    if ((row_view = PyMemoryView_FromObject(row)) == NULL) goto done;
+    if ((row_view = PyObject_CallMethod(fsm, "finished_row_bytes", NULL)) == NULL) goto done;
     if (words_of(row_view, &n_row) == NULL) goto done;
     if (n_row != words) {
         PyErr_SetString(PyExc_ValueError, "Cursor: the finished row does not have fsm.words words");

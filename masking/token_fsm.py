@@ -397,7 +397,6 @@ class RowStore:
         self.fill_plans: list[Plan | None] = []
         self._dense: list[np.ndarray | None] = []
         self._torch: list[torch.Tensor | None] = []
-        self._native: list[memoryview | None] = []
         self.bytes_rows: list[bytes | None] = []
         self.by_bytes: dict[bytes, int] = {}
 
@@ -413,7 +412,6 @@ class RowStore:
             self.fill_plans.append(plan)
             self._dense.append(row if plan is None else None)
             self._torch.append(None)
-            self._native.append(None)
             self.bytes_rows.append(key)
             self.by_bytes[key] = got
         return got
@@ -436,14 +434,6 @@ class RowStore:
         got = self.bytes_rows[i]
         if got is None:
             got = self.bytes_rows[i] = self.dense(i).tobytes()
-        return got
-
-    def native_row(self, i: int) -> memoryview:
-        """Row `i`'s int32 words as a memoryview, for matcher_step.c (kept: the native records
-        of the states with this row share it)."""
-        got = self._native[i]
-        if got is None:
-            got = self._native[i] = memoryview(np.ascontiguousarray(self.dense(i), np.int32))
         return got
 
     def fill(self, dst: np.ndarray, i: int) -> None:
@@ -520,7 +510,6 @@ class RowStore:
                                         vals[offsets[i]:offsets[i + 1]]))
                 self._dense.append(None)
         self._torch = [None] * len(position)
-        self._native = [None] * len(position)
         self.bytes_rows = [None] * len(position)
         return self
 

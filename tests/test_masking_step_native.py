@@ -153,7 +153,7 @@ def test_native_entry_points_refuse_bad_arguments():
     size, a dense record without its row or a sparse one with a row."""
     module = _step_module()
     head = lambda sparse, n_row, n_exc: np.array([9, 128, sparse, 0, n_row, n_exc], np.int64).tobytes()  # noqa: E731
-    row = memoryview(np.full(4, -1, np.int32))
+    row = np.full(4, -1, np.int32).tobytes()
     dense = (head(0, 0, 1) + np.int32(0).tobytes() + np.int32(4).tobytes(), row)
     dst = torch.zeros(4, dtype=torch.int32)
     assert module.next_state(dense, 0) == 4 and module.next_state(dense, 5) == 9
@@ -165,13 +165,16 @@ def test_native_entry_points_refuse_bad_arguments():
     with pytest.raises(ValueError, match="words"):
         module.fill(dst.data_ptr(), 3, dense)
     bad = [
-        (dense[0], memoryview(np.zeros(4, np.int64))),     # a row of int64
-        (dense[0], b"\0" * 16),                             # a row that is not a memoryview
+        (dense[0], b"\0" * 15),                              # a row of 3.75 words
+        (dense[0], memoryview(row)),                         # a row that is not bytes (a view
+        (dense[0], memoryview(row)[::-1]),                   # could be strided or released)
         (dense[0],),                                         # a dense record without its row
         dense[0],                                            # ... or as bare bytes
         (head(1, 0, 0), row),                                # a sparse record with a row
         head(1, 2, 0) + b"\0" * 12,                          # counts past the end
         head(1, -1, 0),                                      # a negative count
+        head(0, 0, 0)[:-1] + b"\0",                          # counts that do not add up
+        np.array([9, 2**40, 1, 0, 0, 0], np.int64).tobytes(),  # a vocabulary past 32 * 2**31
         head(0, 1, 0) + b"\0" * 8,                           # dense with sparse words
         b"\0" * 40,                                          # shorter than the fixed part
         [dense[0], row],                                     # not a tuple
@@ -181,6 +184,7 @@ def test_native_entry_points_refuse_bad_arguments():
             module.fill(dst.data_ptr(), 4, record)
         with pytest.raises(TypeError, match="int32|state record"):
             module.next_state(record, 1)
+    assert module.next_state(np.array([9, 2**35, 1, 0, 0, 0], np.int64).tobytes(), 2**35 - 1) == -1
 
 
 def test_finished_matcher_fills_only_eos(vocab):
@@ -515,3 +519,21 @@ def test_copies_are_independent_and_shared_nothing_but_the_fsm(vocab):
                 twin.rollback(1)
             m.rollback(1)
             assert m.advance(fsm.allowed_tokens(m.state)[0])
+
+
+def test_memory_counts_the_native_records(vocab, monkeypatch):
+    """A loaded FSM's records copy the exceptions of its tables, so each made record adds its
+    whole size; a compiled FSM's states read their exceptions from their records, so those
+    are counted once."""
+    _step_module()
+    eager, _, loaded = _fsms(vocab, JSON, monkeypatch, token_fsm._SPARSE_FILL_WORDS, False)
+    before = loaded.memory_bytes()
+    records = [loaded._record(s) for s in range(loaded.num_states)]
+    packed = sum(len(r if type(r) is bytes else r[0]) for r in records)
+    assert loaded.memory_bytes() - before >= packed > 0
+    exceptions = sum(eager.state(s).exc_tokens.nbytes * 2 for s in range(eager.num_states))
+    assert all(not eager.state(s).exc_tokens.flags.owndata for s in range(eager.num_states))
+    assert eager.memory_bytes() == eager._rows.nbytes() + 16 * eager.num_states + sum(
+        len(r if type(r) is bytes else r[0]) for r in eager._records) + sum(
+        8 * len(eager.state(s).length_next or ()) for s in range(eager.num_states))
+    assert exceptions > 0
