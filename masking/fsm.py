@@ -73,7 +73,7 @@ class TokenFSM:
         self._states: list[StateResult | None] = [None] * dfa.num_states
         # each state's record for matcher_step.c (its layout is described there), made with the
         # state where the native step is built; the cursors of this FSM's matchers read it
-        self._records: list[tuple | None] = [None] * dfa.num_states
+        self._records: list[bytes | tuple | None] = [None] * dfa.num_states
         self._tables: dict | None = None  # set when loaded from the cache: states made on use
         self._complete = False
         # a vocabulary with a token for every byte spells anything, and the check is skipped:
@@ -218,7 +218,7 @@ class TokenFSM:
                            np.frombuffer(packed, np.int32, n, len(packed) - 4 * n))
         return record
 
-    def _record(self, s: int) -> tuple:
+    def _record(self, s: int) -> bytes | tuple:
         """State `s`'s record, computing the state first if needed (a cursor's make_record)."""
         self.state(s)
         record = self._records[s]
@@ -327,18 +327,17 @@ class TokenFSM:
     def memory_bytes(self) -> int:
         """Bytes held by the compiled masks and transitions (not the DFA). A loaded FSM holds
         its flat transition tables and makes per-state objects on use."""
-        packed = [record if type(record) is bytes else record[0]
-                  for record in self._records if record is not None]
+        packed = {s: len(record if type(record) is bytes else record[0])
+                  for s, record in enumerate(self._records) if record is not None}
         if self._tables is not None:
             # the native records copy the loaded tables' exceptions of the states made so far
-            trans = sum(v.nbytes for v in self._tables.values()) + sum(map(len, packed))
+            trans = sum(v.nbytes for v in self._tables.values()) + sum(packed.values())
         else:
-            # a native record holds its state's exceptions (the state's arrays are views into
-            # it), a fixed part, and a sparse row's words again
-            trans = sum(r.exc_tokens.nbytes + r.exc_next.nbytes + 8 * len(r.length_next or ())
-                        for r in self._states if r is not None)
-            trans += sum(len(p) - r.exc_tokens.nbytes - r.exc_next.nbytes for p, r in
-                         zip(packed, (r for r, rec in zip(self._states, self._records) if rec is not None)))
+            # a state with a native record reads its exceptions from it (counted there, with a
+            # fixed part and a sparse row's words again)
+            trans = sum(packed.get(s, r.exc_tokens.nbytes + r.exc_next.nbytes)
+                        + 8 * len(r.length_next or ())
+                        for s, r in enumerate(self._states) if r is not None)
         return self._rows.nbytes() + trans + 16 * self.num_states
 
     _TABLE_KEYS = ("state_row", "default_next", "trans_offsets", "trans_tokens", "trans_next",

@@ -299,6 +299,14 @@ static void trim(Cursor *c) {
     if (c->max_rollback >= 0 && c->hi - c->lo - 1 > c->max_rollback) c->lo = c->hi - 1 - c->max_rollback;
 }
 
+/* Back to the start state, with no history. */
+static void restart(Cursor *c) {
+    c->lo = 0;
+    c->hi = 1;
+    c->states[0] = c->start_state;
+    c->finished[0] = 0;
+}
+
 /* Everything is read and allocated first; the cursor changes only when all of it succeeded,
  * so a failed __init__ of a working cursor leaves it as it was. */
 static int cursor_init(Cursor *c, PyObject *args, PyObject *kwargs) {
@@ -376,10 +384,7 @@ done:
     c->states = states;
     c->finished = finished;
     c->cap = 64;
-    c->lo = 0;
-    c->hi = 1;
-    c->states[0] = c->start_state;
-    c->finished[0] = 0;
+    restart(c);
     return 0;
 }
 
@@ -602,10 +607,7 @@ static PyObject *cursor_rollback(Cursor *c, PyObject *arg) {
 
 static PyObject *cursor_reset(Cursor *c, PyObject *unused) {
     if (!ready(c)) return NULL;
-    c->lo = 0;
-    c->hi = 1;
-    c->states[0] = c->start_state;
-    c->finished[0] = 0;
+    restart(c);
     Py_RETURN_NONE;
 }
 
