@@ -1,0 +1,1 @@
+"""Importers for public function-calling datasets, each reading its upstream format."""
