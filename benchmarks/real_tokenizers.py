@@ -419,6 +419,10 @@ def gemma3() -> Any:
     def build(out: Path) -> None:
         from transformers import AutoTokenizer
 
+        # transformers' GGUF conversion of this tokenizer needs both (an ImportError otherwise)
+        _module("sentencepiece", "sentencepiece")
+        _module("google.protobuf", "protobuf")
+
         def convert(gguf: Path) -> None:
             AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
 

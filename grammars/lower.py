@@ -163,6 +163,9 @@ class Lowering:
             values = schema["enum"]
             if not isinstance(values, list):
                 raise GrammarError(f"'enum' must be a list, got {type(values).__name__}", loc, "enum")
+            items_enum = self.enum_of_items(schema, values, loc)
+            if items_enum is not None:
+                return self.lower(items_enum, budget, loc)
             return self.lower_literals(values, schema, budget, loc, "enum")
         types = self.types_of(schema, loc)
         if types is None:
@@ -340,6 +343,30 @@ class Lowering:
         if one_of is not None and len(nodes) > 1 and not _pairwise_disjoint(nodes):
             self.warn("oneOf branches can overlap: a value matching several of them is accepted", loc, "oneOf")
         return union(nodes)
+
+    def enum_of_items(self, schema: Mapping[str, Any], values: list, loc: str) -> "dict | None":
+        """The sloppy form of tool JSON (BFCL and others): `"type": "array"` with an `enum` of
+        item values (no value an array, so as written no array matches). Read as an enum of the
+        items, with a GrammarWarning (a GrammarError in strict mode); None for any other schema."""
+        raw = schema.get("type")
+        kinds = raw if isinstance(raw, list) else [raw]
+        if not all(isinstance(k, str) for k in kinds):
+            return None
+        kinds = [k.strip().lower() for k in kinds]
+        if "array" not in kinds or not set(kinds) <= {"array", "null"}:
+            return None
+        items = schema.get("items", True)
+        if "prefixItems" in schema or isinstance(items, list) or items is False:
+            return None
+        item_values = [v for v in values if v is not None]
+        if not item_values or any(isinstance(v, list) for v in values):
+            return None  # an enum of arrays (or of null alone): as written
+        self.warn("'enum' beside \"type\": \"array\" lists no array, only item values: "
+                  "read as an enum of the items", loc, "enum")
+        listed = {"enum": item_values}
+        if isinstance(items, Mapping) and items:
+            listed = {"allOf": [items, listed]}  # the items' own constraints still apply
+        return {**{k: v for k, v in schema.items() if k != "enum"}, "items": listed}
 
     def lower_literals(self, values: list, schema: Mapping[str, Any], budget: int, loc: str, keyword: str) -> Node | None:
         rest = {k: v for k, v in schema.items() if k not in ("enum", "const")}

@@ -14,7 +14,12 @@ LoRA adapters (`apply_lora`) use the PEFT file layout and are merged into the ba
   `base_model.model.` or nothing.
 
 Each targeted weight becomes `W + (lora_alpha / r) * B @ A` (`lora_alpha / sqrt(r)` with
-`use_rslora`). Options that change that formula (DoRA, `fan_in_fan_out`, per-module rank or
+`use_rslora`). An adapter folder may carry `octogram-adapter.json` (the card `octogram finetune`
+writes); its `prompt_format` must be this version's `PROMPT_FORMAT_VERSION`, since a model
+fine-tuned on one prompt format answers another one badly.
+
+The default model is the embedded base with the shipped adapter (`octopus_models/adapters/`,
+fine-tuned by `octogram finetune`; see its card); `adapter=None` gives the base model alone. Options that change that formula (DoRA, `fan_in_fan_out`, per-module rank or
 alpha patterns, LoRA on embeddings, `modules_to_save`) are refused with an `AdapterError`
 rather than merged wrongly.
 """
@@ -33,10 +38,19 @@ from typing import Any
 import torch
 
 __all__ = ["AdapterError", "ModelLoadError", "apply_lora", "cache_dir", "default_model_dir",
-           "load_model"]
+           "load_model", "DEFAULT_ADAPTER", "default_adapter_dir", "check_adapter"]
 
 DEFAULT_MODEL_NAME = "gemma-3-270m"
 _MARKER = "octogram-model.json"  # written last inside the temp folder: a folder with it is whole
+_CARD = "octogram-adapter.json"
+#: `load_model(adapter=DEFAULT_ADAPTER)`: the shipped adapter on the embedded base, none otherwise.
+DEFAULT_ADAPTER = "default"
+_SHIPPED = "gemma3-270m-octopus"
+
+
+def default_adapter_dir() -> Path:
+    """The shipped LoRA adapter for the embedded Gemma 3 270M (bf16 safetensors + card)."""
+    return Path(__file__).resolve().parent / "adapters" / _SHIPPED
 
 
 class ModelLoadError(RuntimeError):
@@ -137,15 +151,25 @@ def _dense_gguf_option() -> dict[str, Any]:
     return {"quantization_config": GgufConfig(dequantize=True)}
 
 
-def load_model(model_dir: str | Path | None = None, *, adapter: str | Path | None = None,
+def load_model(model_dir: str | Path | None = None, *,
+               adapter: str | Path | None = DEFAULT_ADAPTER,
                dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                quiet: bool = False) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer; `None` means the embedded Gemma 3 270M.
 
     `model_dir` is any Hugging Face causal-LM folder with safetensors weights. `adapter` is a
     LoRA adapter (a folder, or its safetensors file) merged into the weights; see the module
-    docstring for the supported layout.
+    docstring for the supported layout. The default, `DEFAULT_ADAPTER`, is the shipped
+    fine-tuned adapter when `model_dir` is None (the embedded base) and no adapter otherwise;
+    `adapter=None` is the base model alone.
     """
+    if isinstance(adapter, str) and adapter == DEFAULT_ADAPTER:
+        adapter = default_adapter_dir() if model_dir is None else None
+        if adapter is not None and not (adapter / "adapter_model.safetensors").is_file():
+            raise AdapterError(f"the shipped adapter is missing from {adapter}; reinstall "
+                               "octogram, or pass adapter=None (--no-adapter) for the base model")
+    if adapter is not None:
+        check_adapter(adapter)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = default_model_dir(quiet=quiet) if model_dir is None else Path(model_dir)
@@ -166,6 +190,29 @@ def load_model(model_dir: str | Path | None = None, *, adapter: str | Path | Non
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def check_adapter(adapter: str | Path) -> dict[str, Any]:
+    """The adapter's card (empty if it has none), checked for this prompt format, before any
+    model is loaded."""
+    from .prompt import PROMPT_FORMAT_VERSION
+
+    weights, config = _adapter_files(adapter)
+    card_path = weights.with_name(_CARD)
+    if not card_path.is_file():
+        return {}
+    try:
+        card = json.loads(card_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{card_path}: not valid JSON ({exc})") from exc
+    if not isinstance(card, dict):
+        raise AdapterError(f"{card_path}: expected a JSON object")
+    version = card.get("prompt_format")
+    if version != PROMPT_FORMAT_VERSION:
+        raise AdapterError(f"adapter {adapter} was trained for prompt format {version}, but this "
+                           f"octogram writes prompt format {PROMPT_FORMAT_VERSION}; retrain it "
+                           "(octogram finetune) or use the octogram version it was made for")
+    return card
 
 
 def _adapter_files(adapter: str | Path) -> tuple[Path, Path]:

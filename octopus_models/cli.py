@@ -4,13 +4,18 @@ Results go to stdout, progress and diagnostics to stderr. Bad input (a missing f
 document that cannot be read, a malformed JSONL row, a bad option) is one line on stderr and
 exit status 2; `call` exits with 1 when the output is not a valid call (possible only with
 `--no-mask`, or when even the shortest completion of the call does not fit in
-`--max-new-tokens`: a masked answer that would run past it is closed with that completion).
+`--max-new-tokens`: a masked answer that would run past it is closed with that completion,
+and a warning on stderr says so, as does `"closed_at_limit": true` in `--json` and `generate`
+rows). `generate` writes a row per input row (one that fails is an error row, `"stop_reason":
+"error"`) into a temporary file that replaces `--output` when the run ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
 import warnings
@@ -60,32 +65,55 @@ def _call_json(calls: Sequence[Any]) -> Any:
 
 
 def _generator(args: argparse.Namespace) -> Any:
-    from .base import AdapterError, ModelLoadError, load_model
+    from .base import DEFAULT_ADAPTER, AdapterError, ModelLoadError, load_model
     from .generate import OctopusGenerator
 
     if args.model is not None and not Path(args.model).is_dir():
         raise InputError(f"--model: {args.model} is not a folder")
     if args.adapter is not None and not Path(args.adapter).exists():
         raise InputError(f"--adapter: {args.adapter} does not exist")
+    if args.adapter is not None and args.no_adapter:
+        raise InputError("--adapter and --no-adapter cannot be used together")
+    adapter = None if args.no_adapter else (args.adapter or DEFAULT_ADAPTER)
     try:
-        model, tokenizer = load_model(args.model, adapter=args.adapter)
+        model, tokenizer = load_model(args.model, adapter=adapter)
     except (ModelLoadError, AdapterError) as exc:
         raise InputError(str(exc)) from exc
     return OctopusGenerator(model, tokenizer, mask=not args.no_mask,
                             num_candidates=args.candidates)
 
 
+_INT64 = 2 ** 63  # top-k and seed travel as 64-bit integers
+
+
+def _check_text(text: str, what: str) -> None:
+    """A non-empty, valid text (a command-line argument in bytes that are not UTF-8 arrives
+    with lone surrogates, and so does a JSON string such as "\\ud800")."""
+    if not text.strip():
+        raise InputError(f"{what} is empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{what} is not valid UTF-8 text (character {exc.start + 1} is "
+                         f"{text[exc.start]!r})") from None
+
+
 def _check_options(args: argparse.Namespace) -> None:
+    """Every option and argument, before anything is loaded (bad ones exit 2, one line)."""
+    if getattr(args, "query", None) is not None:
+        _check_text(args.query, "the query")
     if args.max_new_tokens < 1:
         raise InputError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if args.candidates < 1:
         raise InputError(f"--candidates must be >= 1, got {args.candidates}")
-    if args.temperature < 0:
-        raise InputError(f"--temperature must be >= 0, got {args.temperature}")
-    if args.top_k < 0:
-        raise InputError(f"--top-k must be >= 0, got {args.top_k}")
-    if not 0 < args.top_p <= 1:
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise InputError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if not 0 <= args.top_k < _INT64:
+        raise InputError(f"--top-k must be in [0, 2**63), got {args.top_k}")
+    if not 0 < args.top_p <= 1:  # also refuses nan
         raise InputError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.seed is not None and not -_INT64 <= args.seed < _INT64:
+        raise InputError(f"--seed must be a 64-bit integer, in [-2**63, 2**63), got {args.seed}")
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -109,8 +137,28 @@ def _cmd_call(args: argparse.Namespace) -> int:
         print(json.dumps({"text": result.text, "error": result.error}) if args.json
               else result.text.strip().replace("\n", "\\n"))
         return 1
-    print(json.dumps(_call_json(result.calls)) if args.json else result.call_text)
+    note = _closed_note(result.stop_reason, args.max_new_tokens)
+    if note is not None:
+        _warn(f"the answer {note}")
+    shown = _call_json(result.calls)
+    if note is not None and args.json:  # each call object says so too
+        for item in shown if isinstance(shown, list) else [shown]:
+            item["closed_at_limit"] = True
+    print(json.dumps(shown) if args.json else result.call_text)
     return 0
+
+
+def _warn(message: str) -> None:
+    print(f"octogram: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _closed_note(stop_reason: str, max_new_tokens: int) -> str | None:
+    """What to say of an answer that `decode` closed at the token limit (stop_reason "closed"):
+    the model did not end it, the grammar's shortest completion did."""
+    if stop_reason != "closed":
+        return None
+    return (f"reached --max-new-tokens={max_new_tokens} and was closed with the grammar's "
+            "shortest completion: it may not be what the model meant (raise --max-new-tokens)")
 
 
 def _read_jsonl(path: Path) -> list[tuple[str, list[Any]]]:
@@ -146,39 +194,138 @@ def _read_jsonl(path: Path) -> list[tuple[str, list[Any]]]:
     return requests
 
 
+def _check_output(output: str | None, input_path: str) -> Path | None:
+    """--output, checked before anything is read or loaded: not the input, not a folder, in a
+    folder that exists."""
+    if output is None:
+        return None
+    path, source = Path(output), Path(input_path)
+    same = path.resolve() == source.resolve()
+    if not same and path.exists() and source.exists():
+        try:
+            same = os.path.samefile(path, source)
+        except OSError:
+            pass
+    if same:
+        raise InputError(f"--output: {output} is the input file; write the results elsewhere")
+    if path.is_dir():
+        raise InputError(f"--output: {output} is a folder, not a file")
+    if not path.resolve().parent.is_dir():
+        raise InputError(f"--output: the folder {path.resolve().parent} does not exist")
+    return path
+
+
+def _result_row(res: Any, max_new_tokens: int) -> dict[str, Any]:
+    return {"query": res.query, "text": res.text,
+            "calls": [{"name": c.name, "arguments": c.arguments} for c in res.calls],
+            "error": res.error, "stop_reason": res.stop_reason, "num_tokens": res.num_tokens,
+            "closed_at_limit": res.stop_reason == "closed",
+            "warning": _closed_note(res.stop_reason, max_new_tokens)}
+
+
+def _error_row(query: str, exc: Exception) -> dict[str, Any]:
+    return {"query": query, "text": "", "calls": [], "error": f"{type(exc).__name__}: {exc}",
+            "stop_reason": "error", "num_tokens": 0, "closed_at_limit": False, "warning": None}
+
+
+def _batch_rows(gen: Any, part: list[tuple[str, list[Any]]], args: argparse.Namespace
+                ) -> list[dict[str, Any]]:
+    """One output row per request of `part`; a request that fails on its own (a query the
+    tokenizer cannot take, ...) becomes an error row instead of ending the run."""
+    try:
+        results = gen.call_batch(part, batch_size=args.batch_size, **_sampling(args))
+        return [_result_row(res, args.max_new_tokens) for res in results]
+    except Exception:  # find the failing row(s): the others are answered one by one
+        rows = []
+        for request in part:
+            try:
+                (res,) = gen.call_batch([request], batch_size=1, **_sampling(args))
+                rows.append(_result_row(res, args.max_new_tokens))
+            except Exception as exc:
+                rows.append(_error_row(request[0], exc))
+        return rows
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
+    """Rows go to a temporary file beside --output, renamed over it when the run ends, so an
+    existing output is replaced only by a finished run (an interrupted one keeps the complete
+    rows it has; a failed one leaves the old file as it was)."""
+    import tempfile
+
     from tqdm.auto import tqdm
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    output = _check_output(args.output, args.input)
     requests = _read_jsonl(Path(args.input))
     gen = _generator(args)
-    out = open(args.output, "w") if args.output else sys.stdout
+    tmp: Path | None = None
+    if output is None:
+        out = sys.stdout
+    else:
+        try:
+            fd, name = tempfile.mkstemp(dir=output.resolve().parent, prefix=f".{output.name}.",
+                                        suffix=".part")
+        except OSError as exc:
+            raise InputError(f"--output: cannot write in {output.resolve().parent} "
+                             f"({exc.strerror or exc})") from None
+        tmp, out = Path(name), os.fdopen(fd, "w", encoding="utf-8")
+        # mkstemp's file is private (0600): give the result the old output's mode, or the
+        # mode a plain open() would have given it
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, output.stat().st_mode & 0o7777 if output.exists() else 0o666 & ~umask)
     bar = tqdm(total=len(requests), desc="octogram: generating", unit="row", file=sys.stderr)
-    tokens, valid = 0, 0
+    tokens, valid, closed, failed, written = 0, 0, 0, 0, 0
     start = time.perf_counter()
+    finished = False
     try:
         for first in range(0, len(requests), args.batch_size):
             part = requests[first:first + args.batch_size]
-            for res in gen.call_batch(part, batch_size=args.batch_size, **_sampling(args)):
-                tokens += res.num_tokens
-                valid += res.error is None
-                out.write(json.dumps({
-                    "query": res.query, "text": res.text,
-                    "calls": [{"name": c.name, "arguments": c.arguments} for c in res.calls],
-                    "error": res.error, "stop_reason": res.stop_reason,
-                    "num_tokens": res.num_tokens}) + "\n")
-            out.flush()
+            rows = _batch_rows(gen, part, args)
+            try:
+                for row in rows:
+                    out.write(json.dumps(row) + "\n")
+                out.flush()
+            except OSError as exc:  # a full disk, a closed pipe
+                raise InputError(f"--output: cannot write {output or 'stdout'} "
+                                 f"({exc.strerror or exc})") from None
+            for row in rows:
+                tokens += row["num_tokens"]
+                valid += row["error"] is None
+                closed += row["closed_at_limit"]
+                failed += row["stop_reason"] == "error"
+            written += len(part)
             bar.update(len(part))
             bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.1f}")
+        finished = True
+    except KeyboardInterrupt:
+        if tmp is not None and written:
+            _info(f"interrupted: the {written} complete rows are in {output}")
+            finished = True  # keep what is complete
+        raise
     finally:
         bar.close()
-        if out is not sys.stdout:
-            out.close()
+        if tmp is not None:
+            try:
+                out.close()
+            except OSError:
+                finished = False
+            if finished:
+                os.replace(tmp, output)
+            else:
+                tmp.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     _info(f"{len(requests)} rows, {valid} valid calls, {tokens} tokens in {seconds:.1f} s: "
           f"{tokens / seconds:.1f} tokens/s, {len(requests) / seconds:.2f} rows/s "
           f"(batch size {args.batch_size}, grammar compiles {gen.compile_seconds:.1f} s)")
+    if closed:
+        _warn(f"{closed} of {len(requests)} rows reached --max-new-tokens={args.max_new_tokens} "
+              "and were closed with the grammar's shortest completion (\"closed_at_limit\" in "
+              "their rows; raise --max-new-tokens)")
+    if failed:
+        _warn(f"{failed} of {len(requests)} rows failed (\"stop_reason\": \"error\" in their "
+              "rows)")
     return 0
 
 
@@ -186,7 +333,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="a Hugging Face causal-LM folder "
                    "(default: the embedded Gemma 3 270M)")
     p.add_argument("--adapter", metavar="FILE", help="a LoRA adapter (safetensors file or "
-                   "folder, with adapter_config.json) merged into the model")
+                   "folder, with adapter_config.json) merged into the model (default: the "
+                   "shipped fine-tuned adapter on the embedded model, none on --model)")
+    p.add_argument("--no-adapter", action="store_true",
+                   help="the base model alone, without the shipped adapter")
     p.add_argument("--no-mask", action="store_true", help="decode without grammar constraints")
     p.add_argument("--candidates", type=int, default=4, metavar="K",
                    help="functions offered per query, besides no_relevant_function (default 4)")
@@ -217,6 +367,10 @@ def _parser() -> argparse.ArgumentParser:
     _model_options(generate)
     sub.add_parser("grammar", help="print the grammar of an API file (see `octogram grammar -h`)",
                    add_help=False)
+    sub.add_parser("dataset", help="build training data (see `octogram dataset build -h`)",
+                   add_help=False)
+    sub.add_parser("finetune", help="LoRA fine-tuning (see `octogram finetune -h`)",
+                   add_help=False)
     return parser
 
 
@@ -233,6 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from octogram.grammars.cli import grammar_command
 
         return grammar_command(argv[1:])
+    if argv[:1] in (["dataset"], ["finetune"]):
+        from .train_cli import train_command
+
+        return train_command(argv)
     args = _parser().parse_args(argv)  # usage errors exit with status 2
     try:
         _check_options(args)

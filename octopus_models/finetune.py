@@ -200,12 +200,13 @@ def _lora_state(model: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
 
 
-def _save_checkpoint(path: Path, model: Any, optimizer: Any, step: int, losses: list) -> None:
+def _save_checkpoint(path: Path, model: Any, optimizer: Any, step: int, losses: list,
+                     history: list) -> None:
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.save({"lora": _lora_state(model), "optimizer": optimizer.state_dict(), "step": step,
-                "losses": losses, "torch_rng": torch.get_rng_state(),
+                "losses": losses, "history": history, "torch_rng": torch.get_rng_state(),
                 "python_rng": random.getstate()}, tmp / "state.pt")
     old = path.with_name(path.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -215,7 +216,7 @@ def _save_checkpoint(path: Path, model: Any, optimizer: Any, step: int, losses: 
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(path: Path, model: Any, optimizer: Any) -> tuple[int, list]:
+def _load_checkpoint(path: Path, model: Any, optimizer: Any) -> tuple[int, list, list]:
     state = torch.load(path / "state.pt", weights_only=False)
     params = dict(model.named_parameters())
     with torch.no_grad():
@@ -224,7 +225,7 @@ def _load_checkpoint(path: Path, model: Any, optimizer: Any) -> tuple[int, list]
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     random.setstate(state["python_rng"])
-    return state["step"], state["losses"]
+    return state["step"], state["losses"], state.get("history", [])
 
 
 def _save_adapter(model: Any, out: Path, card: dict) -> None:
@@ -254,20 +255,15 @@ def _val_loss(model: Any, encoded: list, pad_id: int, batch_size: int, device: s
 
 
 def _accuracy(model: Any, tokenizer: Any, rows: Sequence[dict]) -> float:
-    """Exact-call accuracy (masked, greedy) on `rows` -- the small check during training."""
-    from octogram.grammars import load
-
+    """Exact-call accuracy (masked, greedy) on `rows` -- the small check during training;
+    a negative counts as exact when it is answered with no_relevant_function."""
+    from .evaluate import score_rows
     from .generate import OctopusGenerator
 
     model.eval()
-    gen = OctopusGenerator(model, tokenizer)
-    requests = [(row["query"], load(row["candidates"])) for row in rows]
-    results = gen.call_batch(requests, batch_size=4, max_new_tokens=96)
-    right = sum(1 for row, res in zip(rows, results)
-                if [(c.name, c.arguments) for c in res.calls] == [(c["name"], c["arguments"]) for c in row["calls"]]
-                or (not row["calls"] and [c.name for c in res.calls] == ["no_relevant_function"]))
+    scored = score_rows(OctopusGenerator(model, tokenizer), rows, max_new_tokens=96)
     model.train()
-    return right / max(1, len(rows))
+    return sum(s.exact or s.no_call for s in scored) / max(1, len(scored))
 
 
 def finetune(config: TrainConfig, *, model: Any = None, tokenizer: Any = None,
@@ -322,10 +318,10 @@ def finetune(config: TrainConfig, *, model: Any = None, tokenizer: Any = None,
     total_steps = max(1, math.ceil(per_epoch * config.epochs))
     schedule = [batches[i % len(batches)] for i in range(total_steps * config.grad_accum)]
 
-    step, losses = 0, []
+    step, losses, history = 0, [], []
     ckpt = out / "checkpoint"
     if (ckpt / "state.pt").is_file():
-        step, losses = _load_checkpoint(ckpt, model, optimizer)
+        step, losses, history = _load_checkpoint(ckpt, model, optimizer)
         say(f"resuming from {ckpt} at step {step}/{total_steps}")
     val_encoded = _encode(tokenizer, val_rows[:config.val_rows], config.max_len, Counter())
     say(f"{len(encoded)} rows ({dict(skipped) or 'none skipped'}), {total_steps} steps of "
@@ -335,7 +331,6 @@ def finetune(config: TrainConfig, *, model: Any = None, tokenizer: Any = None,
     started = time.time()
     bar = tqdm(total=total_steps, initial=step, desc="octogram: finetune", unit="step",
                file=sys.stderr, dynamic_ncols=True)
-    history: list[dict] = []
     while step < total_steps:
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, total_steps, config.warmup_steps, config.lr)
@@ -371,9 +366,9 @@ def finetune(config: TrainConfig, *, model: Any = None, tokenizer: Any = None,
             with open(out / "history.jsonl", "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
         if step % config.checkpoint_every == 0 and step < total_steps:
-            _save_checkpoint(ckpt, model, optimizer, step, losses)
+            _save_checkpoint(ckpt, model, optimizer, step, losses, history)
         if stop_after is not None and step >= stop_after:
-            _save_checkpoint(ckpt, model, optimizer, step, losses)
+            _save_checkpoint(ckpt, model, optimizer, step, losses, history)
             bar.close()
             return out
     bar.close()

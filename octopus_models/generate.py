@@ -28,6 +28,7 @@ parses each output with `grammars.parse_call`, which checks it against the Funct
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -138,6 +139,29 @@ class _Sampler:
         return sample_constrained(logits, bitmask, generator=self.generator, **self.options)
 
 
+def cache_keyword(model: Any) -> str:
+    """The keyword by which `model`'s forward takes the KV cache: `cache` (transformers 5.x;
+    `past_key_values` is deprecated there, with a FutureWarning) or `past_key_values` (4.x).
+
+    Read from the forward's signature, through wrappers that take `**kwargs` only (a PEFT
+    model, whose `get_base_model()` has the real forward); `past_key_values` when none says.
+    """
+    seen: set[int] = set()
+    while model is not None and id(model) not in seen:
+        seen.add(id(model))
+        try:
+            params = inspect.signature(model.forward).parameters
+        except (AttributeError, TypeError, ValueError):
+            params = {}
+        for name in ("cache", "past_key_values"):
+            if name in params and params[name].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                       inspect.Parameter.KEYWORD_ONLY):
+                return name
+        base = getattr(model, "get_base_model", None)
+        model = base() if callable(base) else None
+    return "past_key_values"
+
+
 class _Batch:
     """The model side of decoding: left-padded prefill, then chunks appended to one KV cache."""
 
@@ -151,12 +175,13 @@ class _Batch:
         self.attn = attn.to(self.device)
         positions = (self.attn.cumsum(-1) - 1).clamp(min=0)
         self.cache = DynamicCache(config=model.config)
+        self.cache_keyword = cache_keyword(model)
         self.logits = self._forward(ids.to(self.device), positions)
         self.next_pos = positions[:, -1] + 1
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         out = self.model(input_ids=ids, attention_mask=self.attn, position_ids=positions,
-                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+                         use_cache=True, logits_to_keep=1, **{self.cache_keyword: self.cache})
         return out.logits[:, -1].float()
 
     def keep(self, rows: list[int]) -> None:

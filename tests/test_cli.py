@@ -155,3 +155,145 @@ def test_console_script_reports_bad_input_with_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "octogram.octopus_models.cli", "nope"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2  # argparse usage error
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading a model fails the test: these errors must come before it."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad input was reported")
+
+    monkeypatch.setattr(base, "load_model", refuse)
+
+
+def _rows_file(tmp_path, queries=("What is the weather in Paris?",)) -> Path:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"query": q, "functions": str(WEATHER)}) + "\n"
+                            for q in queries))
+    return path
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["call", "", "--apis", str(WEATHER)], "the query is empty"),
+    (["call", "   ", "--apis", str(WEATHER)], "the query is empty"),
+    (["call", "caf\udce9", "--apis", str(WEATHER)], "the query is not valid UTF-8"),
+    (["call", "q", "--apis", str(WEATHER), "--temperature", "nan"], "--temperature"),
+    (["call", "q", "--apis", str(WEATHER), "--temperature", "inf"], "--temperature"),
+    (["call", "q", "--apis", str(WEATHER), "--top-p", "nan"], "--top-p"),
+    (["call", "q", "--apis", str(WEATHER), "--top-k", str(2 ** 64)], "--top-k"),
+    (["call", "q", "--apis", str(WEATHER), "--seed", str(2 ** 64)], "--seed"),
+    (["call", "q", "--apis", str(WEATHER), "--seed", str(-2 ** 63 - 1)], "--seed"),
+    (["generate", "--input", "{rows}", "--output", "{rows}"], "is the input file"),
+    (["generate", "--input", "{rows}", "--output", "{tmp}"], "is a folder"),
+    (["generate", "--input", "{rows}", "--output", "{tmp}/missing/out.jsonl"], "does not exist"),
+    (["generate", "--input", "{rows}", "--batch-size", "0"], "--batch-size"),
+])
+def test_bad_input_is_one_line_before_the_model_loads(no_model, tmp_path, capsys, argv, message):
+    rows = _rows_file(tmp_path)
+    argv = [a.format(rows=rows, tmp=tmp_path) if "{" in a else a for a in argv]
+    before = rows.read_text()
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert message in _one_error_line(err) and out == ""
+    assert rows.read_text() == before  # the input is never touched
+
+
+class _FakeGenerator:
+    """Stands in for OctopusGenerator: a call per query, closed at the limit for queries with
+    "long", a TypeError (as the tokenizer's) for a query that is not valid text, and an
+    interrupt for the query "stop"."""
+
+    mask, compile_seconds = True, 0.0
+
+    def __init__(self):
+        self.batches = []
+
+    def candidates(self, query, functions):
+        return list(functions)[:1]
+
+    def call(self, query, functions, **options):
+        return self.call_batch([(query, functions)], **options)[0]
+
+    def call_batch(self, requests, batch_size=8, **options):
+        from octogram.grammars import FunctionCall
+        from octogram.octopus_models.generate import CallResult
+
+        self.batches.append([q for q, _ in requests])
+        results = []
+        for query, functions in requests:
+            if query == "stop":
+                raise KeyboardInterrupt
+            query.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
+            closed = "long" in query
+            call = FunctionCall("get_current_weather", {"location": "" if closed else "Paris"})
+            text = f'get_current_weather(location="{call.arguments["location"]}")'
+            results.append(CallResult(query, text, [call], None, [],
+                                      "closed" if closed else "end", 5, 0))
+        return results
+
+
+@pytest.fixture
+def fake_generator(monkeypatch):
+    from octogram.octopus_models import cli
+
+    gen = _FakeGenerator()
+    monkeypatch.setattr(cli, "_generator", lambda args: gen)
+    return gen
+
+
+def test_generate_bad_row_is_an_error_row_and_output_is_replaced_when_done(
+        fake_generator, tmp_path, capsys):
+    rows = _rows_file(tmp_path, ["Weather in Paris?", "bad \ud800 query", "a long answer",
+                                 "Weather in Rome?"])
+    out_file = tmp_path / "out.jsonl"
+    out_file.write_text("old results\n")
+    out_file.chmod(0o640)
+    assert main(["generate", "--input", str(rows), "--output", str(out_file),
+                 "--batch-size", "2", "--max-new-tokens", "16"]) == 0
+    _, err = capsys.readouterr()
+    assert "Traceback" not in err
+    results = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [r["query"] for r in results] == ["Weather in Paris?", "bad \ud800 query",
+                                             "a long answer", "Weather in Rome?"]
+    bad = results[1]
+    assert bad["stop_reason"] == "error" and bad["calls"] == [] and "Error" in bad["error"]
+    assert results[0]["error"] is None and results[0]["stop_reason"] == "end"  # its batch mate
+    assert results[2]["closed_at_limit"] is True and "--max-new-tokens=16" in results[2]["warning"]
+    assert results[0]["closed_at_limit"] is False and results[0]["warning"] is None
+    assert "1 of 4 rows failed" in err and "1 of 4 rows reached --max-new-tokens=16" in err
+    assert (out_file.stat().st_mode & 0o777) == 0o640  # the old output's mode is kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "rows.jsonl"]  # no temp
+
+
+def test_generate_interrupted_keeps_complete_rows_or_the_old_output(fake_generator, tmp_path,
+                                                                    capsys):
+    out_file = tmp_path / "out.jsonl"
+    out_file.write_text("old results\n")
+    rows = _rows_file(tmp_path, ["stop"])
+    assert main(["generate", "--input", str(rows), "--output", str(out_file)]) == 130
+    assert out_file.read_text() == "old results\n"  # nothing complete: the old file stays
+    rows = _rows_file(tmp_path, ["Weather in Paris?", "stop"])
+    assert main(["generate", "--input", str(rows), "--output", str(out_file),
+                 "--batch-size", "1"]) == 130
+    _, err = capsys.readouterr()
+    assert "1 complete rows are in" in err
+    assert [json.loads(line)["query"] for line in out_file.read_text().splitlines()] == \
+        ["Weather in Paris?"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "rows.jsonl"]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_call_closed_at_the_limit_says_so(fake_generator, capsys, as_json):
+    argv = ["call", "a long answer", "--apis", str(WEATHER), "--max-new-tokens", "16"]
+    assert main(argv + ["--json"] * as_json) == 0
+    out, err = capsys.readouterr()
+    warning = [line for line in err.splitlines() if line.startswith("octogram: warning:")]
+    assert len(warning) == 1 and "--max-new-tokens=16" in warning[0] and "closed" in warning[0]
+    if as_json:
+        assert json.loads(out) == {"name": "get_current_weather", "arguments": {"location": ""},
+                                   "closed_at_limit": True}
+    else:
+        assert out.strip() == 'get_current_weather(location="")'
+    assert main(["call", "Weather in Paris?", "--apis", str(WEATHER), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning" not in err and "closed_at_limit" not in json.loads(out)

@@ -289,6 +289,31 @@ def test_openai_tools_and_loose_types():
     assert load({"tools": tools}, functions=["calc"])[0].name == "calc"
 
 
+def test_sloppy_array_enum_is_read_as_an_enum_of_the_items():
+    """BFCL-style tool JSON puts the items' enum beside `"type": "array"`: as written no array
+    matches, so it is read as an enum of the items, with a GrammarWarning; strict mode refuses."""
+    tool = {"type": "function", "function": {"name": "get_stats", "description": "Stats.", "parameters": {
+        "type": "object", "required": ["metrics"], "properties": {
+            "metrics": {"type": "array", "items": {"type": "string"}, "enum": ["views", "likes"]},
+            "tags": {"type": ["array", "null"], "enum": ["a", "b", None]},
+            "pairs": {"type": "array", "enum": [[1, 2], [3]]}}}}}  # an enum of arrays: as written
+    specs = load(tool)
+    with pytest.warns(GrammarWarning, match="read as an enum of the items") as record:
+        grammar = to_lark(specs)
+    sloppy = [w for w in record if "enum of the items" in str(w.message)]
+    assert sorted(w.message.location.rsplit("/", 1)[-1] for w in sloppy) == ["metrics", "tags"]
+    parser = lark_parser(grammar)
+    assert accepts(parser, 'get_stats(metrics=["views", "likes"])')
+    assert accepts(parser, 'get_stats(metrics=[], tags=["b"])')
+    assert accepts(parser, 'get_stats(metrics=["likes"], tags=None, pairs=[3])')
+    assert not accepts(parser, 'get_stats(metrics=["other"])')
+    assert not accepts(parser, 'get_stats(metrics="views")')
+    assert not accepts(parser, 'get_stats(metrics=["views"], pairs=[1])')
+    check_function(specs[0], parser, specs, "python", random.Random(2))
+    with pytest.raises(GrammarError, match="enum of the items.*strict mode"):
+        to_lark(specs, strict=True)
+
+
 class Color(enum.Enum):
     RED = "red"
     BLUE = "blue"

@@ -205,3 +205,77 @@ def test_generator_compiles_lazily_and_closes_calls_at_the_limit(model_and_token
     for t in ids:
         assert a.allowed_tokens() == b.allowed_tokens()
         assert a.advance(t) and b.advance(t)
+
+
+class _TinyTokenizer:
+    """Just what `decode` reads from a tokenizer, for prompts given as token ids."""
+
+    eos_token_id = 1
+    pad_token_id = 0
+
+    def decode(self, ids, skip_special_tokens=False):
+        return " ".join(map(str, ids))
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A tiny random Llama (no weights to convert or download)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                         eos_token_id=1, pad_token_id=0, bos_token_id=2)
+    return LlamaForCausalLM(config).eval()
+
+
+def test_decoding_emits_no_future_warning(tiny_model):
+    """The KV cache goes by the keyword the model's forward takes (`cache` in transformers 5,
+    `past_key_values` before): no deprecation warning from decoding, nor from `hf_decode`."""
+    import warnings
+
+    from octogram.octopus_models.generate import cache_keyword
+
+    assert cache_keyword(tiny_model) in ("cache", "past_key_values")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = decode(tiny_model, _TinyTokenizer(), [[2, 5, 9], [2, 7]], max_new_tokens=4)
+        decode(tiny_model, _TinyTokenizer(), [[2, 5, 9]], max_new_tokens=4, temperature=1.0,
+               seed=3)
+    assert len(out) == 2 and all(o.token_ids for o in out)
+    # the cache is used, not dropped: greedy tokens equal transformers' own generate
+    import torch
+
+    prompt = torch.tensor([[2, 5, 9]])
+    theirs = tiny_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=4,
+                                 do_sample=False, eos_token_id=1, pad_token_id=0)[0, 3:].tolist()
+    theirs = theirs[:theirs.index(1)] if 1 in theirs else theirs
+    assert out[0].token_ids == theirs
+    future = [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert not future, [str(w.message) for w in future]
+
+
+def test_cache_keyword_follows_the_forward_signature():
+    from octogram.octopus_models.generate import cache_keyword
+
+    class New:
+        def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs): ...
+
+    class Old:
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None, **kwargs): ...
+
+    class Wrapper:  # PEFT-style: **kwargs only, the real forward on the base model
+        def __init__(self, base):
+            self.base = base
+
+        def forward(self, input_ids=None, **kwargs): ...
+
+        def get_base_model(self):
+            return self.base
+
+    assert cache_keyword(New()) == "cache"
+    assert cache_keyword(Old()) == "past_key_values"
+    assert cache_keyword(Wrapper(New())) == "cache"
+    assert cache_keyword(Wrapper(Old())) == "past_key_values"
+    assert cache_keyword(Wrapper(None)) == "past_key_values"

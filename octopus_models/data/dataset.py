@@ -23,7 +23,7 @@ from .build import Row, build_rows, split_by_api
 from .record import Example, Imported
 
 __all__ = ["NATURAL_SOURCES", "default_data_dir", "import_natural", "import_synthetic",
-           "import_user_apis", "build_dataset", "write_rows", "summary_table"]
+           "import_user_apis", "build_dataset", "write_rows", "summary_table", "retrieval_recall"]
 
 
 def _sources() -> dict[str, tuple[str, Callable[[Path], Imported]]]:
@@ -150,6 +150,7 @@ def build_dataset(imported: dict[str, Imported], out: Path, *, seed: int = 0,
         splits["val"] += inner["test"]
         splits["test"] += by_split["test"]
         summary["sources"][name] = {"kept": len(part.examples), "dropped": dict(dropped)}
+    summary["retrieval"] = retrieval_recall(splits["test"])
     out.mkdir(parents=True, exist_ok=True)
     for split, examples in splits.items():
         stats: Counter = Counter()
@@ -165,6 +166,22 @@ def build_dataset(imported: dict[str, Imported], out: Path, *, seed: int = 0,
     assert not train_apis & test_apis, "an API is in both train and test"
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def retrieval_recall(examples: Sequence[Example], k: int = 4) -> dict[str, dict[str, float]]:
+    """Per source, over single-call positives whose API offers more than five functions: how
+    often the gold function is among the `k` that `select_candidates` (BM25) offers."""
+    from ..retrieval import select_candidates
+
+    hits: Counter = Counter()
+    totals: Counter = Counter()
+    for e in examples:
+        if len(e.calls) != 1 or len(e.functions) <= 5:
+            continue
+        totals[e.source] += 1
+        offered = {f.name for f in select_candidates(e.query, e.functions, k)}
+        hits[e.source] += e.calls[0].name in offered
+    return {s: {"examples": totals[s], f"recall@{k}": hits[s] / totals[s]} for s in totals}
 
 
 def write_rows(rows: Sequence[Row], path: Path) -> None:
