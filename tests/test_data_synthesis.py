@@ -159,6 +159,82 @@ def test_deterministic(pets_dir):
     assert [e.query for e in a.examples] != [e.query for e in c.examples]
 
 
+# optional parameters, enums (a string enum, an array whose items are an enum, an enum on the
+# array itself), name words the word bank keys on, and a shared schema of the document
+SHOP = {
+    "openapi": "3.0.0",
+    "info": {"title": "Shop", "version": "1"},
+    "paths": {
+        "/orders": {"get": {
+            "operationId": "listOrders", "summary": "Retrieve a list of orders for the specified customer",
+            "parameters": [
+                {"name": "X-Customer-Id", "in": "header", "schema": {"type": "string"}},
+                {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "closed", "void"]}},
+                {"name": "tags", "in": "query", "schema": {"type": "array", "items": {
+                    "type": "string", "enum": ["gift", "express", "bulk"]}}},
+                {"name": "includes", "in": "query", "schema": {"type": "array", "enum": ["addons", "relations"],
+                                                               "items": {"type": "string"}}},
+                {"name": "city", "in": "query", "schema": {"type": "string"}},
+                {"name": "sort", "in": "query", "schema": {"type": "string", "default": "-createdAt",
+                                                           "enum": ["createdAt", "-createdAt"]}},
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "default": 0}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                {"name": "since", "in": "query", "schema": {"type": "string", "format": "date"}},
+            ]}},
+        "/orders/{orderId}": {"get": {
+            "operationId": "getOrder", "description": "Returns one order.",
+            "parameters": [
+                {"name": "orderId", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "currency", "in": "query", "schema": {"$ref": "#/components/schemas/Currency"}},
+                {"name": "verbose", "in": "query", "schema": {"type": "boolean"}},
+            ]}},
+        "/customers": {"post": {
+            "operationId": "createCustomer", "summary": "Create a customer",
+            "parameters": [
+                {"name": "email", "in": "query", "required": True, "schema": {"type": "string", "format": "email"}},
+                {"name": "language", "in": "query", "schema": {"type": "string", "enum": ["en", "fr", "de"]}},
+                {"name": "currency", "in": "query", "schema": {"$ref": "#/components/schemas/Currency"}},
+                {"name": "phone", "in": "query", "schema": {"type": "string", "pattern": "^\\+[0-9]{8,14}$"}},
+            ]}},
+    },
+    "components": {"schemas": {"Currency": {"type": "string", "enum": ["USD", "EUR", "GBP", "JPY"]}}},
+}
+
+_SUBPROCESS = """
+import json, random, sys
+from octogram.grammars import load
+from octogram.octopus_models.data.synthesis import synthesize
+docs = json.loads(sys.stdin.read())
+out = {}
+for name in sys.argv[1:]:  # in the order given, one rng for each document
+    part = synthesize(load(docs[name]), name, random.Random(3), per_function=6)
+    out[name] = [(e.query, e.calls[0].to_text(), [f.name for f in e.functions]) for e in part.examples]
+print(json.dumps(out))
+"""
+
+
+def _synthesized_in_subprocess(hash_seed: str, names: list[str], docs: dict) -> dict:
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    done = subprocess.run([sys.executable, "-c", _SUBPROCESS, *names], input=json.dumps(docs), env=env,
+                          capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(done.stdout)
+
+
+def test_deterministic_across_processes():
+    """The same seed gives the same examples whatever the process's hash seed, and a document's
+    examples do not depend on which documents the process synthesized before it."""
+    docs = {"shop": SHOP, "pets": PETS}
+    a = _synthesized_in_subprocess("0", ["shop", "pets"], docs)
+    b = _synthesized_in_subprocess("12345", ["pets", "shop"], docs)
+    assert a["shop"] and a["pets"]
+    assert a == b
+    names = {ex[1].split("(")[0] for ex in a["shop"]}
+    assert {"listOrders", "getOrder", "createCustomer"} <= names
+
+
 @pytest.fixture(scope="module")
 def corpus_dir():
     from benchmarks.corpus import PACKAGE, VERSION, cache_dir
