@@ -117,9 +117,11 @@ class FunctionSpec:
         properties, required, defs, names = {}, [], {}, {}
         for p in self.parameters:
             schema = export_schema(p.schema, self.defs, defs, names)
+            if schema is True:
+                schema = {}  # the same (any value), with room for the description
             if isinstance(schema, dict):
                 schema = dict(schema)
-                if p.description and "description" not in schema:
+                if p.description:  # the parameter's own description is the one prompts show
                     schema["description"] = p.description
                 if p.default is not NO_DEFAULT:
                     schema.setdefault("default", p.default)

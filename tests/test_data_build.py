@@ -275,20 +275,15 @@ def test_small_pool_gives_fewer_candidates_but_never_repeats(examples):
         ("positive", sorted(f.name for f in fs)), ("negative", [fs[1].name])]
 
 
-# Known gaps in the to_tool -> load round trip (found while writing these tests; a row's stored
-# candidates then re-render to a different prompt than the one it was trained on). Strict
-# xfails: they start failing, as a reminder to drop the mark, once `FunctionSpec.to_tool` is fixed.
+# Two former gaps in the to_tool -> load round trip: a row's stored candidates re-rendered to a
+# different prompt than the one it was trained on.
 
-@pytest.mark.xfail(strict=True, reason="to_tool keeps the schema's own description over the "
-                   "parameter's (an OpenAPI parameter with descriptions at both levels)")
 def test_round_trip_parameter_description_beside_a_schema_description():
     f = FunctionSpec("f", "D.", (Parameter("a", {"type": "string", "description": "schema says"},
                                            description="param says"),))
     assert render_prompt("q", load([f.to_tool()])) == render_prompt("q", [f])
 
 
-@pytest.mark.xfail(strict=True, reason="to_tool drops the description of a parameter whose "
-                   "schema is a boolean (`true`)")
 def test_round_trip_description_of_a_boolean_schema_parameter():
     f = FunctionSpec("f", "D.", (Parameter("a", True, description="anything"),))
     assert render_prompt("q", load([f.to_tool()])) == render_prompt("q", [f])
