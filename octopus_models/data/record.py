@@ -156,23 +156,23 @@ def _coerce(value: Any, schema: Any) -> Any:
         if isinstance(value, (int, float)):
             return str(value)
     elif kind == "array":
-        if isinstance(value, str):
-            try:
-                loaded = json.loads(value)
-            except ValueError:
-                loaded = None
-            if isinstance(loaded, list):
-                value = loaded
+        value = _json_text(value, list)
         if isinstance(value, list) and isinstance(schema, Mapping):
             return [_coerce(v, schema.get("items")) for v in value]
     elif kind == "object":
-        if isinstance(value, str):
-            try:
-                loaded = json.loads(value)
-            except ValueError:
-                loaded = None
-            if isinstance(loaded, dict):
-                return loaded
+        return _json_text(value, dict)
+    return value
+
+
+def _json_text(value: Any, kind: type) -> Any:
+    """A list or dict that a label wrote as JSON text, decoded; anything else unchanged."""
+    if isinstance(value, str):
+        try:
+            loaded = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(loaded, kind):
+            return loaded
     return value
 
 
