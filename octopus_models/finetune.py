@@ -19,6 +19,7 @@ data counts, hyper-parameters, steps, wall time, losses (and accuracy, added by 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,8 +27,9 @@ import random
 import shutil
 import sys
 import time
+import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ class TrainConfig:
     out: str                                 # output folder (adapter, card, checkpoint/)
     val_data: str | None = None              # val.jsonl: validation loss (and accuracy) at intervals
     base: str | None = None                  # HF causal-LM folder; None = the embedded Gemma 3 270M
+    init_adapter: str | None = None          # start from this adapter's weights (its rank/alpha win)
     rank: int = 16
     alpha: int = 32
     dropout: float = 0.05
@@ -72,6 +75,14 @@ class TrainConfig:
     def check(self) -> None:
         if not Path(self.data).is_file():
             raise ValueError(f"finetune: training data {self.data} does not exist")
+        if self.init_adapter is not None and \
+                not (Path(self.init_adapter) / "adapter_config.json").is_file():
+            raise ValueError(f"finetune: {self.init_adapter} is not an adapter folder "
+                             "(no adapter_config.json)")
+        if self.init_adapter is not None:
+            from .base import check_adapter
+
+            check_adapter(self.init_adapter)  # trained for this prompt format, or a clear error
         if self.val_data is not None and not Path(self.val_data).is_file():
             raise ValueError(f"finetune: validation data {self.val_data} does not exist")
         for name in ("rank", "alpha", "batch_size", "grad_accum", "max_len", "checkpoint_every",
@@ -266,6 +277,16 @@ def _accuracy(model: Any, tokenizer: Any, rows: Sequence[dict]) -> float:
     return sum(s.exact or s.no_call for s in scored) / max(1, len(scored))
 
 
+@contextlib.contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """peft still asks transformers 5.x for `is_gradient_checkpointing`, which warns that it is
+    deprecated; that warning is about peft, not about the user's run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        yield
+
+
 def finetune(config: TrainConfig, *, model: Any = None, tokenizer: Any = None,
              log: Callable[[str], None] | None = None, stop_after: int | None = None) -> Path:
     """Train a LoRA adapter; returns the output folder. `model`/`tokenizer` override the base
@@ -302,7 +323,16 @@ def finetune(config: TrainConfig, *, model: Any = None, tokenizer: Any = None,
                       target_modules=[m for m in TARGET_MODULES
                                       if any(n.endswith(m) for n, _ in model.named_modules())],
                       bias="none", task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
+    if config.init_adapter:
+        from peft import PeftModel
+
+        with _quiet_peft():
+            model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+        lora = model.peft_config["default"]
+        say(f"starting from the adapter in {config.init_adapter} (r={lora.r}, alpha={lora.lora_alpha})")
+    else:
+        with _quiet_peft():
+            model = get_peft_model(model, lora)
     model.to(config.device)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -383,6 +413,7 @@ def finetune(config: TrainConfig, *, model: Any = None, tokenizer: Any = None,
         "hyperparameters": {k: v for k, v in asdict(config).items()
                             if k not in ("data", "out", "val_data", "base", "device", "threads")},
         "target_modules": sorted(lora.target_modules), "bf16": use_bf16,
+        "init_adapter": config.init_adapter,
         "steps": total_steps, "wall_seconds_this_run": round(wall, 1),
         "final_train_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
         "history": history, "device": config.device,

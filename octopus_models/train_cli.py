@@ -116,6 +116,8 @@ def _finetune_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", metavar="VAL.jsonl", help="validation rows (loss and a small accuracy check)")
     p.add_argument("--out", required=True, metavar="DIR", help="adapter folder (resumes from its checkpoint)")
     p.add_argument("--base", metavar="DIR", help="HF causal-LM folder (default: the embedded Gemma 3 270M)")
+    p.add_argument("--init-adapter", metavar="DIR", help="continue from this adapter's weights "
+                   "('default' = the shipped one); rank and alpha are the adapter's")
     for name, kind in (("rank", int), ("alpha", int), ("dropout", float), ("lr", float),
                        ("batch_size", int), ("grad_accum", int), ("epochs", float),
                        ("warmup_steps", int), ("max_len", int), ("max_rows", int), ("seed", int),
@@ -130,7 +132,13 @@ def _finetune(argv: Sequence[str]) -> int:
     from .finetune import TrainConfig, finetune
 
     args = _finetune_parser().parse_args(argv)
+    init = args.init_adapter
+    if init == "default":
+        from .base import default_adapter_dir
+
+        init = str(default_adapter_dir())
     config = TrainConfig(data=args.data, out=args.out, val_data=args.val, base=args.base,
+                         init_adapter=init,
                          rank=args.rank, alpha=args.alpha, dropout=args.dropout, lr=args.lr,
                          batch_size=args.batch_size, grad_accum=args.grad_accum,
                          epochs=args.epochs, warmup_steps=args.warmup_steps,

@@ -378,3 +378,36 @@ def test_rows_longer_than_max_len_are_skipped_and_counted(tiny_dir, data, tmp_pa
     card = json.loads((tmp_path / "some" / ft.CARD_NAME).read_text())
     assert card["data"]["trained_rows"] == fits
     assert card["data"]["skipped"] == {"longer than max_len": 8 - fits}
+
+
+def test_training_continues_from_an_adapter(trained, tiny_dir, rows, data, tmp_path):
+    """`init_adapter` starts from the adapter's weights and takes its rank and alpha."""
+    _, _, _, first, _ = trained
+    model, tokenizer = _fresh(tiny_dir)
+    config = _config(data, tmp_path / "next", init_adapter=str(first), rank=8, alpha=16,
+                     lr=1e-12, epochs=0.25)
+    out = ft.finetune(config, model=model, tokenizer=tokenizer, log=_quiet)
+    before = load_file(str(first / "adapter_model.safetensors"))
+    after = load_file(str(out / "adapter_model.safetensors"))
+    assert before.keys() == after.keys()
+    # lr ~0: one step leaves the adapter's weights (bf16 on disk both times) where they were
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
+    card = json.loads((out / ft.CARD_NAME).read_text())
+    assert card["init_adapter"] == str(first)
+
+
+def test_a_bad_init_adapter_is_refused_before_loading(data, tmp_path, trained):
+    with pytest.raises(ValueError, match=r"is not an adapter folder"):
+        _config(data, tmp_path / "o", init_adapter=str(tmp_path)).check()
+    _, _, _, first, _ = trained
+    other = tmp_path / "old"
+    other.mkdir()
+    for f in first.iterdir():
+        if f.is_file():
+            (other / f.name).write_bytes(f.read_bytes())
+    card = json.loads((other / ft.CARD_NAME).read_text())
+    card["prompt_format"] = PROMPT_FORMAT_VERSION - 1
+    (other / ft.CARD_NAME).write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"trained for prompt format"):
+        _config(data, tmp_path / "o", init_adapter=str(other)).check()
