@@ -111,11 +111,13 @@ class Def(Node):
 def union(nodes: "list[Node | None]") -> Node | None:
     """Union of the non-empty alternatives (None: no value at all)."""
     flat: list[Node] = []
+    seen: set[int] = set()  # nodes compare by identity; a set keeps many branches linear
     for n in nodes:
         if n is None:
             continue
         for m in (n.alts if isinstance(n, Union) else (n,)):
-            if m not in flat:
+            if id(m) not in seen:
+                seen.add(id(m))
                 flat.append(m)
     if not flat:
         return None

@@ -33,7 +33,7 @@ from . import formats, regex
 from .errors import GrammarError, GrammarWarning
 from .ir import AnyV, Arr, Bool, Def, Int, Lit, Map, Node, Null, Num, Obj, Str, Union, union
 from .refs import RefTable, escape_token, graph_of
-from .values import accepts, same_value
+from .values import accepts, same_value, value_key
 
 ANNOTATIONS = {"title", "description", "default", "example", "examples", "deprecated", "readOnly",
                "writeOnly", "$comment", "$id", "$schema", "$anchor", "$dynamicAnchor", "discriminator",
@@ -283,7 +283,8 @@ class Lowering:
             elif key == "required" and isinstance(old, list) and isinstance(value, list):
                 out[key] = list(dict.fromkeys(old + value))
             elif key == "enum" and isinstance(old, list) and isinstance(value, list):
-                out[key] = [v for v in old if any(same_value(v, w) for w in value)]
+                allowed = {value_key(w) for w in value}
+                out[key] = [v for v in old if value_key(v) in allowed]
             elif key == "const":
                 if not same_value(old, value):
                     return False
@@ -378,10 +379,13 @@ class Lowering:
                 self.quiet -= 1
             values = [v for v in values if other is not None and accepts(other, v)]
         kept: list[Any] = []
+        seen: set = set()
         for v in values:
             if not _json_value(v):
                 raise GrammarError(f"{keyword} value {v!r} is not a JSON value", loc, keyword)
-            if not any(same_value(v, w) and type(v) is type(w) for w in kept):
+            key = (type(v), value_key(v))  # 1 and 1.0 are both kept: they are written differently
+            if key not in seen:
+                seen.add(key)
                 kept.append(v)
         return Lit(tuple(kept)) if kept else None
 
@@ -714,7 +718,7 @@ def _overlap(a: Node, b: Node) -> bool:
     if isinstance(b, Union):
         return any(_overlap(a, x) for x in b.alts)
     if isinstance(a, Lit) and isinstance(b, Lit):
-        return any(same_value(x, y) for x in a.values for y in b.values)
+        return not {value_key(x) for x in a.values}.isdisjoint(value_key(y) for y in b.values)
     if isinstance(a, Lit):
         return any(accepts(b, v) for v in a.values)
     if isinstance(b, Lit):
@@ -736,7 +740,26 @@ def _overlap(a: Node, b: Node) -> bool:
 
 
 def _pairwise_disjoint(nodes: list[Node]) -> bool:
-    return not any(_overlap(a, b) for a, b in itertools.combinations(nodes, 2))
+    """No value matches two of `nodes`. Literal branches (`oneOf` of many `const`s) are checked
+    together through one set, so they cost linear time; the others pairwise."""
+    plain = [_unwrap(n) for n in nodes]
+    literals = [n for n in plain if isinstance(n, Lit)]
+    others = [n for n in plain if not isinstance(n, Lit)]
+    seen: set = set()
+    for lit in literals:
+        keys = {value_key(v) for v in lit.values}
+        if not seen.isdisjoint(keys):
+            return False
+        seen |= keys
+    if any(_overlap(a, b) for a, b in itertools.combinations(others, 2)):
+        return False
+    return not any(_overlap(o, lit) for o in others for lit in literals)
+
+
+def _unwrap(node: Node) -> Node:
+    while isinstance(node, Def):
+        node = node.node
+    return node
 
 
 # ----------------------------------------------------------------------------- functions

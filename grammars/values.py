@@ -90,6 +90,24 @@ def same_value(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def value_key(value: Any) -> Any:
+    """A hashable key with `value_key(a) == value_key(b)` exactly when `same_value(a, b)`, so
+    de-duplicating or intersecting n values is linear, not n² comparisons."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("number", value)  # 1 == 1.0 and hash(1) == hash(1.0)
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(value_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("object", frozenset((k, value_key(v)) for k, v in value.items()))
+    try:
+        hash(value)
+    except TypeError:
+        return ("unhashable", id(value))  # not a JSON value: equal only to itself
+    return (type(value).__name__, value)
+
+
 def _json_depth(value: Any) -> int:
     if isinstance(value, (list, tuple)):
         return 1 + max((_json_depth(v) for v in value), default=0)

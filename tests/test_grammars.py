@@ -12,6 +12,8 @@ from typing import Literal, Optional, TypedDict
 
 import lark
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from octogram.grammars import (COMMON_LARK_DIR, NO_DEFAULT, NO_RELEVANT_FUNCTION, FunctionCall,
                                FunctionSpec, GrammarError, GrammarWarning, Parameter, load,
@@ -261,6 +263,39 @@ def test_enum_values_of_every_json_type_and_escapes():
             assert accepts(parser, text), text
             assert parse_call(text, [spec], style)[0].arguments["x"] == v
         assert not accepts(parser, FunctionCall("f", {"x": "a"}).to_text(style))
+
+
+def test_large_enums_and_const_branches_are_lowered_whole():
+    """50,000 enum values (or oneOf const branches) lower with duplicates merged, as JSON equality
+    says: 1 == 1.0 but true != 1; a repeated const makes the oneOf branches overlap."""
+    from octogram.grammars.calls import _lowered
+    from octogram.grammars.ir import Lit
+
+    values = [f"v{i}" for i in range(50_000)]
+    many = FunctionSpec("f", parameters=(Parameter("x", {"enum": values + values[:10]}, required=True),))
+    node = _lowered(many, 3, 64)["x"][1]
+    assert isinstance(node, Lit) and node.values == tuple(values)
+    branches = FunctionSpec("g", parameters=(Parameter("x", {"oneOf": [{"const": v} for v in values]},
+                                                       required=True),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GrammarWarning)  # disjoint consts: no overlap warning
+        assert parse_call('g(x="v49999")', [branches])[0].arguments == {"x": "v49999"}
+    repeated = FunctionSpec("h", parameters=(Parameter("x", {"oneOf": [{"const": 1}, {"const": 1.0}]}),))
+    with pytest.warns(GrammarWarning, match="oneOf branches can overlap"):
+        to_lark([repeated])
+    mixed = FunctionSpec("k", parameters=(Parameter("x", {"enum": [1, 1.0, True, 1, "1", None, [1], [1.0]]}),))
+    assert _lowered(mixed, 3, 64)["x"][1].values == (1, 1.0, True, "1", None, [1])
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([0.0, 1.0, 2.5]) |
+                    st.sampled_from(["", "a", "1"]),
+                    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.sampled_from("ab"), kids, max_size=2),
+                    max_leaves=6), st.data())
+def test_value_key_agrees_with_same_value(a, data):
+    from octogram.grammars.values import same_value, value_key
+
+    b = data.draw(st.sampled_from([a, json.loads(json.dumps(a)), 1, 1.0, True, [a], {"a": a}]))
+    assert (value_key(a) == value_key(b)) == same_value(a, b)
 
 
 # ----------------------------------------------------------------------------- tools and Python
