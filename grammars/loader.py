@@ -49,13 +49,76 @@ def read_document(path: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise GrammarError(f"invalid JSON: {e.msg}", f"{path}:{e.lineno}:{e.colno}") from None
+        except RecursionError:
+            raise GrammarError("invalid JSON: nested too deeply", str(path)) from None
     try:
-        return yaml.load(text, Loader=_YamlLoader)
+        loader = _YamlLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _check_aliases(node, path)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise GrammarError(f"invalid YAML: {problem}", where) from None
+
+
+# An alias repeats a YAML node wherever it is used; nested aliases multiply (a 700-byte
+# "billion laughs" document expands to hundreds of millions of values). What aliases add to a
+# real API document stays far below this bound.
+MAX_YAML_EXPANDED_NODES = 1_000_000
+
+
+def _check_aliases(root: yaml.Node, path: Path) -> None:
+    """Refuse a YAML node graph that contains itself (a recursive alias, which no JSON value can
+    express) or that expands to more than MAX_YAML_EXPANDED_NODES values, naming the line."""
+    size: dict[int, int] = {}  # expanded size of each finished node
+    active: set[int] = set()   # nodes on the current path
+    first_big: yaml.Node | None = None
+    # Iterative post-order walk (documents nest deeper than Python's recursion limit allows).
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            total = 1 + sum(size[id(c)] for c in _children(node))
+            if total > MAX_YAML_EXPANDED_NODES and first_big is None:
+                first_big = node  # the innermost node too big (post-order meets it first)
+            size[key] = total
+            continue
+        if key in size:
+            continue
+        if key in active:
+            raise GrammarError("a YAML alias refers to a node that contains it (a recursive "
+                               "alias has no JSON value)", f"{path}:{node.start_mark.line + 1}")
+        active.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in active:
+                raise GrammarError("a YAML alias refers to a node that contains it (a recursive "
+                                   "alias has no JSON value)", f"{path}:{child.start_mark.line + 1}")
+            if id(child) not in size:
+                stack.append((child, False))
+    # A large document without aliases is fine; what aliases add beyond it is bounded.
+    if size[id(root)] - len(size) > MAX_YAML_EXPANDED_NODES:
+        line = (first_big or root).start_mark.line + 1
+        raise GrammarError(f"YAML aliases expand this document by more than "
+                           f"{MAX_YAML_EXPANDED_NODES:,} values (an alias bomb?); refusing to "
+                           "expand them", f"{path}:{line}")
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _import_file(path: Path) -> types.ModuleType:

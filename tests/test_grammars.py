@@ -432,6 +432,46 @@ def test_yaml_error_has_line_and_column(tmp_path):
     assert info.value.location.count(":") >= 2
 
 
+_YAML_OP = ('openapi: 3.0.0\ninfo: {{title: t, version: "1"}}\n{extra}paths:\n  /a:\n    get:\n'
+            '      operationId: getA\n      parameters:\n        - name: q\n          in: query\n'
+            '          schema: {schema}\n')
+
+
+@pytest.mark.parametrize("schema", [
+    "&s0 {type: object, properties: {a: *s0}}",    # a schema that contains itself
+    "{type: array, default: &d [*d]}",              # a default that contains itself
+])
+def test_recursive_yaml_aliases_are_refused_with_the_line(tmp_path, schema):
+    path = tmp_path / "api.yaml"
+    path.write_text(_YAML_OP.format(extra="", schema=schema))
+    with pytest.raises(GrammarError, match="recursive alias") as info:
+        load(path)
+    assert info.value.location == f"{path}:10"
+
+
+def test_yaml_alias_bombs_are_refused_before_expanding(tmp_path):
+    levels = ['  l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_YAML_OP.format(extra="x:\n" + "\n".join(levels) + "\n",
+                                    schema="{type: array, default: *l8}"))
+    with pytest.raises(GrammarError, match="alias bomb") as info:
+        load(path)  # 9**9 values once expanded: refused from the node graph, at once
+    assert info.value.location == f"{path}:{3 + 7}"  # l6, the first level past a million values
+    # Aliases that add little are read as before.
+    path.write_text(_YAML_OP.format(extra="x:\n" + "\n".join(levels[:3]) + "\n",
+                                    schema="{type: array, default: *l2}"))
+    (spec,) = load(path)
+    assert spec.parameter("q").default == [[["lol"] * 9] * 9] * 9
+
+
+def test_deeply_nested_json_is_one_error(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(GrammarError, match="nested too deeply"):
+        load(path)
+
+
 def test_operation_errors_are_located_and_skipped_with_a_warning():
     doc = {"openapi": "3.0.0", "paths": {
         "/a": {"get": {"operationId": "a", "parameters": [{"name": "q", "in": "query"}]}},
