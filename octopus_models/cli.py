@@ -44,8 +44,10 @@ def _load_functions(source: Any, where: str) -> list[Any]:
 
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if not path.is_file():
+        if not path.exists():
             raise InputError(f"{where}: API file {path} does not exist")
+        if path.is_dir():
+            raise InputError(f"{where}: {path} is a folder, not an API file")
         source = path
     elif not isinstance(source, (list, dict)):
         raise InputError(f"{where}: 'functions' must be a path or a tool JSON list, got "
@@ -161,9 +163,25 @@ def _closed_note(stop_reason: str, max_new_tokens: int) -> str | None:
             "shortest completion: it may not be what the model meant (raise --max-new-tokens)")
 
 
-def _read_jsonl(path: Path) -> list[tuple[str, list[Any]]]:
+def _row_api_path(source: str, root: Path, allow_python: bool, where: str) -> str:
+    """A row's API file, confined to `root`: a data file names files, it does not open
+    whatever it likes (`../../etc/passwd`) and does not run code unless asked to."""
+    resolved = (root / source).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise InputError(f"{where}: API file {source} is outside {root} (rows may name files "
+                         "under the input's folder, or under --functions-dir)")
+    if resolved.suffix.lower() == ".py" and not allow_python:
+        raise InputError(f"{where}: API file {source} is a Python module, and loading it would "
+                         "run its code; pass --allow-python to allow that")
+    return str(resolved)
+
+
+def _read_jsonl(path: Path, root: Path | None = None,
+                allow_python: bool = False) -> list[tuple[str, list[Any]]]:
     if not path.is_file():
-        raise InputError(f"--input: {path} does not exist")
+        raise InputError(f"--input: {path} does not exist" if not path.exists()
+                         else f"--input: {path} is not a file")
+    root = path.parent if root is None else root
     requests: list[tuple[str, list[Any]]] = []
     loaded: dict[str, list[Any]] = {}
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -180,9 +198,8 @@ def _read_jsonl(path: Path) -> list[tuple[str, list[Any]]]:
         if "functions" not in row:
             raise InputError(f"{where}: the row has no 'functions'")
         source = row["functions"]
-        if isinstance(source, str):  # a path, relative to the JSONL file or the working dir
-            relative = path.parent / source
-            source = str(relative if relative.is_file() else Path(source))
+        if isinstance(source, str):  # a path, under the input's folder (or --functions-dir)
+            source = _row_api_path(source, root, allow_python, where)
             if source not in loaded:
                 loaded[source] = _load_functions(source, where)
             functions = loaded[source]
@@ -257,7 +274,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     output = _check_output(args.output, args.input)
-    requests = _read_jsonl(Path(args.input))
+    root = Path(args.functions_dir) if args.functions_dir else None
+    if root is not None and not root.is_dir():
+        raise InputError(f"--functions-dir: {root} is not a folder")
+    requests = _read_jsonl(Path(args.input), root, args.allow_python)
     gen = _generator(args)
     tmp: Path | None = None
     if output is None:
@@ -364,6 +384,12 @@ def _parser() -> argparse.ArgumentParser:
                           help='rows {"query": ..., "functions": <tool JSON list or API file>}')
     generate.add_argument("--output", metavar="FILE", help="JSONL output (default: stdout)")
     generate.add_argument("--batch-size", type=int, default=8, metavar="N")
+    generate.add_argument("--functions-dir", metavar="DIR",
+                          help="folder that rows' API file paths are relative to and must stay "
+                               "in (default: the input file's folder)")
+    generate.add_argument("--allow-python", action="store_true",
+                          help="let rows name Python modules of functions (they are imported, "
+                               "so their code runs)")
     _model_options(generate)
     sub.add_parser("grammar", help="print the grammar of an API file (see `octogram grammar -h`)",
                    add_help=False)

@@ -90,7 +90,7 @@ def test_generate_writes_one_row_per_query_and_reports_throughput(shared_model, 
     jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out_file = tmp_path / "out.jsonl"
     assert main(["generate", "--input", str(jsonl), "--output", str(out_file),
-                 "--batch-size", "2", "--max-new-tokens", "48"]) == 0
+                 "--batch-size", "2", "--max-new-tokens", "48", "--functions-dir", "/"]) == 0
     _, err = capsys.readouterr()
     assert "tokens/s" in err and "3 rows" in err
     results = [json.loads(line) for line in out_file.read_text().splitlines()]
@@ -116,7 +116,7 @@ def test_bad_options_and_files_are_one_line_and_exit_2(capsys, argv, message):
 
 
 @pytest.mark.parametrize("content, message", [
-    ('{"query": "hi", "functions": "%s"}\n{"query": "x"' % WEATHER, "rows.jsonl:2: not valid JSON"),
+    ('{"query": "hi", "functions": "weather.json"}\n{"query": "x"', "rows.jsonl:2: not valid JSON"),
     ('{"query": "hi", "functions": []}', "rows.jsonl:1: no functions found"),
     ('{"query": "hi"}', "rows.jsonl:1: the row has no 'functions'"),
     ('{"query": "", "functions": []}', "rows.jsonl:1: each row needs"),
@@ -125,11 +125,48 @@ def test_bad_options_and_files_are_one_line_and_exit_2(capsys, argv, message):
      "rows.jsonl:1: #/0/function: a function needs a 'name'"),
 ])
 def test_bad_jsonl_rows_name_the_line(tmp_path, capsys, content, message):
+    shutil.copy(WEATHER, tmp_path / "weather.json")
     path = tmp_path / "rows.jsonl"
     path.write_text(content)
     assert main(["generate", "--input", str(path)]) == 2
     _, err = capsys.readouterr()
     assert message in _one_error_line(err)
+
+
+@pytest.mark.parametrize("functions, extra, message", [
+    ("../../../../../../etc/passwd", [], "is outside"),
+    ("/etc/passwd", [], "is outside"),
+    ("sub/../../rows.jsonl", [], "is outside"),
+    ("funcs.py", [], "pass --allow-python"),
+    ("../weather.json", ["--functions-dir", "{tmp}/sub"], "is outside"),
+])
+def test_row_paths_stay_in_their_folder_and_run_no_code(no_model, tmp_path, capsys, functions,
+                                                        extra, message):
+    (tmp_path / "sub").mkdir()
+    marker = tmp_path / "ran"
+    (tmp_path / "funcs.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                       "def f(x: int) -> int:\n    return x\n")
+    shutil.copy(WEATHER, tmp_path / "weather.json")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"query": "hi", "functions": functions}) + "\n")
+    argv = ["generate", "--input", str(rows)] + [a.format(tmp=tmp_path) for a in extra]
+    assert main(argv) == 2
+    _, err = capsys.readouterr()
+    assert message in _one_error_line(err) and "rows.jsonl:1" in err
+    assert not marker.exists()  # the module was not imported
+
+
+def test_allowed_python_rows_and_a_functions_dir(fake_generator, tmp_path, capsys):
+    (tmp_path / "apis").mkdir()
+    (tmp_path / "apis" / "funcs.py").write_text("def get_current_weather(location: str) -> str:\n"
+                                                "    \"\"\"Weather now.\"\"\"\n    return location\n")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"query": "Weather in Paris?", "functions": "funcs.py"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["generate", "--input", str(rows), "--output", str(out), "--allow-python",
+                 "--functions-dir", str(tmp_path / "apis")]) == 0
+    assert json.loads(out.read_text())["calls"] == [
+        {"name": "get_current_weather", "arguments": {"location": "Paris"}}]
 
 
 def test_unreadable_api_document_is_one_line(tmp_path, capsys):
@@ -168,7 +205,8 @@ def no_model(monkeypatch):
 
 def _rows_file(tmp_path, queries=("What is the weather in Paris?",)) -> Path:
     path = tmp_path / "rows.jsonl"
-    path.write_text("".join(json.dumps({"query": q, "functions": str(WEATHER)}) + "\n"
+    shutil.copy(WEATHER, tmp_path / WEATHER.name)
+    path.write_text("".join(json.dumps({"query": q, "functions": WEATHER.name}) + "\n"
                             for q in queries))
     return path
 
@@ -187,6 +225,9 @@ def _rows_file(tmp_path, queries=("What is the weather in Paris?",)) -> Path:
     (["generate", "--input", "{rows}", "--output", "{tmp}"], "is a folder"),
     (["generate", "--input", "{rows}", "--output", "{tmp}/missing/out.jsonl"], "does not exist"),
     (["generate", "--input", "{rows}", "--batch-size", "0"], "--batch-size"),
+    (["generate", "--input", "{tmp}"], "is not a file"),
+    (["generate", "--input", "{rows}", "--functions-dir", "{rows}"], "is not a folder"),
+    (["call", "q", "--apis", "{tmp}"], "is a folder, not an API file"),
 ])
 def test_bad_input_is_one_line_before_the_model_loads(no_model, tmp_path, capsys, argv, message):
     rows = _rows_file(tmp_path)
@@ -262,7 +303,7 @@ def test_generate_bad_row_is_an_error_row_and_output_is_replaced_when_done(
     assert results[0]["closed_at_limit"] is False and results[0]["warning"] is None
     assert "1 of 4 rows failed" in err and "1 of 4 rows reached --max-new-tokens=16" in err
     assert (out_file.stat().st_mode & 0o777) == 0o640  # the old output's mode is kept
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "rows.jsonl"]  # no temp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "rows.jsonl", "weather.json"]  # no temp
 
 
 def test_generate_interrupted_keeps_complete_rows_or_the_old_output(fake_generator, tmp_path,
@@ -279,7 +320,7 @@ def test_generate_interrupted_keeps_complete_rows_or_the_old_output(fake_generat
     assert "1 complete rows are in" in err
     assert [json.loads(line)["query"] for line in out_file.read_text().splitlines()] == \
         ["Weather in Paris?"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "rows.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "rows.jsonl", "weather.json"]
 
 
 @pytest.mark.parametrize("as_json", [False, True])
