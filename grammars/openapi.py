@@ -151,9 +151,12 @@ def _operation(name: str, op_id: Any, path: str, method: str, item: Mapping, op:
         check_refs(schema, table, schema_at)
         required = bool(param.get("required")) or pin == "path"
         default = _default(schema, table)
-        out.append(Parameter(taken.take(identifier(pname)), schema, required, default,
+        arg = taken.take(identifier(pname))
+        # compared with the name taken, not the identifier: `id` renamed `id_2` by a collision
+        # still has to be sent as `id`
+        out.append(Parameter(arg, schema, required, default,
                              _text(param.get("description")), "body" if pin == "formData" else pin,
-                             pname if identifier(pname) != pname else None, schema_at))
+                             pname if arg != pname else None, schema_at))
     body = None
     if version == 3 and op.get("requestBody") is not None:
         body = _body_v3(op["requestBody"], table, f"{where}/requestBody")

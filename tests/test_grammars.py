@@ -87,6 +87,20 @@ def test_openapi_operations_names_and_arguments():
     assert specs[2].parameters[0].name == "petId" and specs[2].parameters[0].required
 
 
+def test_renamed_parameters_keep_their_api_name():
+    """A collision renames a parameter (`id` -> `id_2`); the request must still send `id`."""
+    doc = {"openapi": "3.0.0", "info": {"title": "t", "version": "1"}, "paths": {"/items/{id}": {"get": {
+        "operationId": "getItem", "parameters": [
+            {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "id", "in": "query", "schema": {"type": "string"}},
+            {"name": "X-Id", "in": "header", "schema": {"type": "string"}},
+            {"name": "X_Id", "in": "header", "schema": {"type": "string"}}]}}}}
+    (spec,) = load(doc)
+    got = [(p.name, p.api_name, p.location) for p in spec.parameters]
+    assert got == [("id", None, "path"), ("id_2", "id", "query"), ("X_Id", "X-Id", "header"),
+                   ("X_Id_2", "X_Id", "header")]
+
+
 def test_swagger2_parameters_and_body():
     doc = {"swagger": "2.0", "info": {}, "paths": {"/u/{id}": {"put": {
         "operationId": "putU",
