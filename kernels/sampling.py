@@ -20,6 +20,8 @@ status code, which `sample_constrained` turns into an error.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import rng
@@ -86,7 +88,8 @@ def sampling_params(op: str, batch: int, device: torch.device, temperature, top_
             raise KernelInputError(f"{op}: {name} must be {rule}, got {value!r}")
         return torch.full((batch,), value, dtype=dtype, device=device)
 
-    return (per_row(temperature, torch.float32, "temperature", lambda t: t >= 0, ">= 0"),
+    return (per_row(temperature, torch.float32, "temperature", lambda t: 0 <= t < math.inf,
+                    "finite and >= 0"),
             per_row(top_k, torch.int64, "top_k", lambda k: k >= 0, "an int >= 0 (0: no top-k)"),
             per_row(top_p, torch.float32, "top_p", lambda p: 0 < p <= 1, "in (0, 1]"))
 
@@ -113,13 +116,15 @@ def _raise_on_bad(op, status, params, temperature, top_k, top_p) -> None:
     """Turn status codes (and out-of-range tensor parameters) into errors: the call's one sync."""
     temps, ks, ps = params
     flags = [(status != OK).any()]
-    for value, bad in ((temperature, temps < 0), (top_k, ks < 0), (top_p, (ps <= 0) | (ps > 1))):
+    # written so that NaN is bad too (every comparison with NaN is False)
+    for value, bad in ((temperature, ~((temps >= 0) & (temps < math.inf))), (top_k, ks < 0),
+                       (top_p, ~((ps > 0) & (ps <= 1)))):
         if isinstance(value, torch.Tensor):
             flags.append(bad.any())
     bad_status, *bad_params = torch.stack(flags).tolist()
     if any(bad_params):
-        raise KernelInputError(f"{op}: temperature must be >= 0, top_k >= 0 and top_p in (0, 1] "
-                               "in every row")
+        raise KernelInputError(f"{op}: temperature must be finite and >= 0, top_k >= 0 and "
+                               "top_p in (0, 1] in every row (NaN is none of these)")
     if bad_status:
         codes = status.tolist()
         empty = [b for b, c in enumerate(codes) if c == NO_CANDIDATE]

@@ -521,6 +521,12 @@ def test_distribution_matches_truncated_softmax():
     (dict(temperature=torch.ones(3)), r"\(2,\)"),
     (dict(top_k=torch.ones(2)), "integer"),
     (dict(temperature=torch.tensor([1.0, -1.0])), "every row"),
+    (dict(temperature=float("nan")), "temperature"),
+    (dict(temperature=float("inf")), "temperature"),
+    (dict(temperature=torch.tensor([1.0, float("nan")])), "every row"),
+    (dict(temperature=torch.tensor([float("inf"), 1.0])), "every row"),
+    (dict(top_p=torch.tensor([0.5, float("nan")])), "every row"),
+    (dict(top_p=float("nan")), "top_p"),
 ])
 def test_sampler_rejects_bad_parameters(kwargs, message):
     logits, bitmask = torch.zeros(2, 40), torch.full((2, 2), -1, dtype=torch.int32)
