@@ -119,13 +119,23 @@ class PyCursor:
 def _fill_new_target(cursor, bitmask: torch.Tensor, index: int | None) -> None:
     """fill_bitmask for a target the cursor has not cached: a contiguous CPU int32 row (given
     by no index or one >= 0) is remembered and written by address; anything else (a GPU
-    tensor, another dtype, a strided row, a negative index) is written by torch on every call.
+    tensor, a strided row, a negative index) is written by torch on every call. Only int32
+    targets of the mask's width are accepted.
     The cursor keeps the row's storage, so the memory at the address stays allocated; not a
     view of the bitmask, which would stop the garbage collector from seeing through the bitmask
     (torch does not traverse a tensor that has views), nor a numpy array, which would make the
     storage unresizable."""
+    if not isinstance(bitmask, torch.Tensor):
+        raise ValueError(f"fill_bitmask: the bitmask must be a torch.Tensor, got "
+                         f"{type(bitmask).__name__}")
+    if bitmask.dtype != torch.int32:  # a conversion would mangle words (0x80000080 -> 128)
+        raise ValueError(f"fill_bitmask: the bitmask must be int32 (bit t % 32 of word t // 32), "
+                         f"got {bitmask.dtype}")
     view = bitmask if index is None else bitmask[index]
     fsm = cursor.fsm
+    if tuple(view.shape) != (fsm.words,):
+        raise ValueError(f"fill_bitmask: the target row must have shape ({fsm.words},), got "
+                         f"{tuple(view.shape)}" + ("" if index is None else f" (row {index})"))
     if view.device.type == "cpu" and view.dtype == torch.int32 and not view.requires_grad \
             and tuple(view.shape) == (fsm.words,) and view.is_contiguous() \
             and _row_index(index) != -2:

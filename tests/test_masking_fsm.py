@@ -111,7 +111,8 @@ def test_masks_agree_with_advance_and_the_bitmask_layout(vocab):
 
 def test_fill_bitmask_into_any_target(vocab):
     """The numpy fast path and the torch fallback write the same words, into 1-D rows, rows of a
-    2-D bitmask (switching targets between calls) and non-int32 or non-contiguous targets."""
+    2-D bitmask (switching targets between calls) and non-contiguous targets; a target of
+    another dtype or width is an error, not a conversion."""
     fsm = compile_grammar(CALLS, vocab)
     m = fsm.matcher()
     rng = random.Random(11)
@@ -124,9 +125,6 @@ def test_fill_bitmask_into_any_target(vocab):
         m.fill_bitmask(grid, step % 3)
         assert torch.equal(grid[step % 3], expected)
         assert (grid[(step + 1) % 3] == 7).all()           # the other rows are untouched
-        wide = torch.zeros(fsm.words, dtype=torch.int64)   # torch fallback (converts)
-        m.fill_bitmask(wide)
-        assert torch.equal(wide, expected.to(torch.int64))
         strided = torch.zeros(fsm.words, 2, dtype=torch.int32)[:, 1]
         m.fill_bitmask(strided)
         assert torch.equal(strided, expected)
@@ -134,8 +132,15 @@ def test_fill_bitmask_into_any_target(vocab):
             break
         allowed = m.allowed_tokens()
         assert m.advance(rng.choice(allowed))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match=r"shape \(%d,\)" % fsm.words):
         m.fill_bitmask(torch.zeros(fsm.words + 1, dtype=torch.int32))  # wrong width: an error
+    with pytest.raises(ValueError, match="row 1"):
+        m.fill_bitmask(torch.zeros(2, fsm.words - 1, dtype=torch.int32), 1)
+    for dtype in (torch.uint8, torch.int64, torch.float32, torch.bool):
+        with pytest.raises(ValueError, match=f"must be int32.*{dtype}"):
+            m.fill_bitmask(torch.zeros(fsm.words, dtype=dtype))  # no silent conversion
+    with pytest.raises(ValueError, match="torch.Tensor"):
+        m.fill_bitmask([0] * fsm.words)
 
 
 def test_row_store_fill_writes_every_word_whatever_was_there():
