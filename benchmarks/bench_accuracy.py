@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # last: not over pip `kernels`
 from benchmarks.results import command_line, git_revision, machine_summary, write_section  # noqa: E402
 
 from octogram.octopus_models import OctopusGenerator, load_model  # noqa: E402

@@ -35,7 +35,7 @@ from transformers import LogitsProcessor
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+    sys.path.append(str(ROOT))  # last: not over pip `kernels`
 
 from benchmarks import bench_generation_peers as peers  # noqa: E402
 from benchmarks.bench_masking import CompileTimeout, time_cap  # noqa: E402

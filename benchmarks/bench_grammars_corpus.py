@@ -28,7 +28,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.append(str(Path(__file__).resolve().parent.parent))  # last: not over pip `kernels`
 
 from tqdm import tqdm
 

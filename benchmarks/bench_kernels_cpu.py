@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # last: not over pip `kernels`
 from benchmarks.results import command_line, git_revision, machine_summary, write_section  # noqa: E402
 from octogram.kernels import apply_token_bitmask_, bitmask_words, native  # noqa: E402
 from octogram.kernels.bitmask import apply_torch  # noqa: E402

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # last: not over pip `kernels`
 
 from benchmarks import real_tokenizers
 from benchmarks.bench_masking_engines import (Engine, LLGuidance, Octogram, OutlinesCore, XGrammar,

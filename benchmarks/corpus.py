@@ -30,11 +30,8 @@ class CorpusUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("OCTOGRAM_CACHE_DIR")
-    if root:
-        return Path(root) / "corpus"
-    import platformdirs
-    return Path(platformdirs.user_cache_dir("octogram")) / "corpus"
+    from octogram.kernels.native import cache_root
+    return cache_root() / "corpus"
 
 
 def openapi_corpus_dir() -> Path:

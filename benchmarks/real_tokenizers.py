@@ -76,13 +76,11 @@ class TokenizerUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """`$OCTOGRAM_CACHE_DIR`, else the platform's user cache folder for `octogram`."""
-    env = os.environ.get("OCTOGRAM_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    """`$OCTOGRAM_CACHE_DIR`, else the platform's user cache folder for `octogram` (the
+    library's own cache root)."""
+    from octogram.kernels.native import cache_root
 
-    return Path(platformdirs.user_cache_dir("octogram"))
+    return cache_root()
 
 
 def _say(message: str) -> None:
@@ -444,9 +442,9 @@ def _gemma3_sentencepiece() -> Any:
         _say(f"building the SentencePiece reference of the gemma3 tokenizer once into {path}")
 
         def write(gguf: Path) -> None:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(_spm_proto_from_gguf(gguf))
-            tmp.replace(path)
+            from octogram.kernels.native import write_atomic
+
+            write_atomic(path, _spm_proto_from_gguf(gguf))  # a temp file per writer
 
         _with_gemma_gguf(write)
     return spm.SentencePieceProcessor(model_file=str(path))

@@ -24,6 +24,7 @@ Decisions an engineer needs to know (the README repeats them):
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import weakref
 from collections.abc import Mapping
@@ -377,7 +378,10 @@ class Lowering:
                 other = self.lower(rest, budget, loc)
             finally:
                 self.quiet -= 1
-            values = [v for v in values if other is not None and accepts(other, v)]
+            fitting = [v for v in values if other is not None and accepts(other, v)]
+            if not fitting and values and "type" in rest:
+                fitting = self.literals_of_another_type(values, rest, budget, loc, keyword)
+            values = fitting
         kept: list[Any] = []
         seen: set = set()
         for v in values:
@@ -388,6 +392,25 @@ class Lowering:
                 seen.add(key)
                 kept.append(v)
         return Lit(tuple(kept)) if kept else None
+
+    def literals_of_another_type(self, values: list, rest: Mapping[str, Any], budget: int,
+                                 loc: str, keyword: str) -> list:
+        """The sloppy form of API documents where no listed value has the declared type
+        (`"type": "integer", "enum": ["1", "2"]`): read as the values listed, as they are
+        written, with a GrammarWarning (a GrammarError in strict mode). The other constraints
+        still apply."""
+        untyped = {k: v for k, v in rest.items() if k != "type"}
+        self.quiet += 1
+        try:
+            other = self.lower(untyped, budget, loc)
+        finally:
+            self.quiet -= 1
+        fitting = [v for v in values if other is not None and accepts(other, v)]
+        if fitting:
+            shown = ", ".join(json.dumps(v) for v in fitting[:3]) + (", ..." if len(fitting) > 3 else "")
+            self.warn(f"no '{keyword}' value is of the declared type {json.dumps(rest['type'])}: "
+                      f"read as the values listed ({shown})", loc, keyword)
+        return fitting
 
     # ------------------------------------------------------------------ types
 

@@ -4,9 +4,12 @@ this folder) or imported as CPython extensions (`load_extension`: the matcher st
 torch.compile's CPU backend needs the same C compiler but traces for seconds in every new process;
 a plain C file compiles once in a fraction of a second and then loads in well under a
 millisecond. Libraries are cached under `$OCTOGRAM_CACHE_DIR/kernels` (default: the user cache
-directory's `octogram/kernels`), keyed by the source, the compiler and the flags. Without a
-working compiler (or, for an extension, Python's headers), or with `OCTOGRAM_NATIVE=0`, both
-return None and callers run their Python or torch implementation, which gives the same results.
+directory's `octogram/kernels`), keyed by the source, the compiler and the flags, each with a
+sidecar `<library>.json` of its size and sha256: a cached library is checked against it before it
+is loaded (mapping a truncated one kills the process with a bus error), and one that fails the
+check or fails to load is built again. Without a working compiler (or, for an extension,
+Python's headers), or with `OCTOGRAM_NATIVE=0`, both return None and callers run their Python or
+torch implementation, which gives the same results.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import ctypes
 import hashlib
 import importlib.machinery
 import importlib.util
+import json
 import logging
 import os
 import platform
@@ -25,8 +29,10 @@ import sysconfig
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,7 @@ _FLAGS = ("-O3", "-std=c11", "-shared", "-fPIC")
 _SOURCES = Path(__file__).resolve().parent
 _loaded: dict[str, ctypes.CDLL | ModuleType | None] = {}
 _lock = threading.Lock()
+T = TypeVar("T")
 
 
 def enabled() -> bool:
@@ -41,14 +48,69 @@ def enabled() -> bool:
     return os.environ.get("OCTOGRAM_NATIVE", "1") != "0"
 
 
-def cache_dir() -> Path:
-    """`$OCTOGRAM_CACHE_DIR/kernels`, else the user cache directory's `octogram/kernels`."""
-    root = os.environ.get("OCTOGRAM_CACHE_DIR")
-    if not root:
-        import platformdirs
+class CacheDirError(ValueError):
+    """`$OCTOGRAM_CACHE_DIR` names something that cannot hold the caches."""
 
-        root = platformdirs.user_cache_dir("octogram")
-    return Path(root) / "kernels"
+
+def cache_root() -> Path:
+    """The root of every octogram cache (kernels, FSMs, models): `$OCTOGRAM_CACHE_DIR` with `~`
+    expanded (a quoted `~` reaches us unexpanded), else the platform's user cache folder."""
+    env = os.environ.get("OCTOGRAM_CACHE_DIR")
+    if env:
+        root = Path(env).expanduser()
+        if root.exists() and not root.is_dir():
+            raise CacheDirError(f"OCTOGRAM_CACHE_DIR={env} is a file, not a folder")
+        return root
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("octogram"))
+
+
+def cache_dir() -> Path:
+    """`cache_root()/kernels`."""
+    return cache_root() / "kernels"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `path` through a temporary file of its own beside it and a rename: readers never
+    see half a file, and concurrent writers (threads or processes) never share a temp name."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _sidecar(library: Path) -> Path:
+    return library.with_name(library.name + ".json")
+
+
+def _fingerprint(library: Path) -> dict[str, int | str]:
+    data = library.read_bytes()
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def verify(library: Path) -> str | None:
+    """None when `library` matches the size and sha256 recorded when it was built, else why not
+    (missing, no record, truncated, altered)."""
+    try:
+        recorded = json.loads(_sidecar(library).read_text())
+        size, digest = int(recorded["size"]), str(recorded["sha256"])
+    except FileNotFoundError:
+        return "no build record"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"unreadable build record ({error})"
+    try:
+        if library.stat().st_size != size:  # checked first: no need to read a truncated file
+            return f"size {library.stat().st_size}, built as {size}"
+        if _fingerprint(library)["sha256"] != digest:
+            return "contents differ from the build"
+    except OSError as error:
+        return f"unreadable ({error})"
+    return None
 
 
 def load(name: str) -> ctypes.CDLL | None:
@@ -61,7 +123,8 @@ def load(name: str) -> ctypes.CDLL | None:
     with _lock:
         if name not in _loaded:
             try:
-                _loaded[name] = ctypes.CDLL(str(_build(_SOURCES / f"{name}.c", _FLAGS, ".so")))
+                _loaded[name] = _open(_SOURCES / f"{name}.c", _FLAGS, ".so",
+                                      lambda path: ctypes.CDLL(str(path)))
             except (OSError, RuntimeError) as error:
                 _loaded[name] = None  # recorded first: a warning turned into an error still ends here
                 warnings.warn(f"octogram.kernels: native {name} kernel unavailable, using the "
@@ -87,18 +150,33 @@ def load_extension(source: Path) -> ModuleType | None:
                 suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
                 # on macOS, Python's symbols resolve when the interpreter loads the module
                 link = ("-undefined", "dynamic_lookup") if sys.platform == "darwin" else ()
-                path = _build(source, ("-O3", "-shared", "-fPIC", f"-I{include}", *link), suffix)
-                spec = importlib.util.spec_from_file_location(
-                    name, path, loader=importlib.machinery.ExtensionFileLoader(name, str(path)))
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                _loaded[key] = module
+
+                def imported(path: Path) -> ModuleType:
+                    spec = importlib.util.spec_from_file_location(
+                        name, path, loader=importlib.machinery.ExtensionFileLoader(name, str(path)))
+                    module = importlib.util.module_from_spec(spec)
+                    spec.loader.exec_module(module)
+                    return module
+
+                _loaded[key] = _open(source, ("-O3", "-shared", "-fPIC", f"-I{include}", *link),
+                                     suffix, imported)
             except (OSError, RuntimeError, ImportError) as error:
                 _loaded[key] = None
                 warnings.warn(f"octogram: native {name} unavailable, using the Python "
                               f"implementation (same results, slower): {error}",
                               RuntimeWarning, stacklevel=3)
     return _loaded[key]
+
+
+def _open(source: Path, flags: tuple[str, ...], suffix: str, opener: Callable[[Path], T]) -> T:
+    """`opener` on the built library; a cached one that fails to load is built once more (a file
+    damaged in a way its record cannot show, or by a compiler that has since changed)."""
+    path = _build(source, flags, suffix)
+    try:
+        return opener(path)
+    except (OSError, ImportError) as error:
+        log.warning("cached %s failed to load (%s); building it again", path, error)
+    return opener(_build(source, flags, suffix, force=True))
 
 
 def _compiler() -> tuple[str, bytes]:
@@ -111,15 +189,18 @@ def _compiler() -> tuple[str, bytes]:
     return command, f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()
 
 
-def _build(source: Path, flags: tuple[str, ...], suffix: str) -> Path:
+def _build(source: Path, flags: tuple[str, ...], suffix: str, *, force: bool = False) -> Path:
     text = source.read_bytes()
     command, fingerprint = _compiler()
     key = hashlib.sha256(b"\0".join([text, fingerprint, " ".join(flags).encode(),
                                      platform.machine().encode(), sys.platform.encode()]))
     # an extension's file name must start with its module name, and end with Python's suffix
     target = cache_dir() / f"{source.stem}-{key.hexdigest()[:16]}{suffix}"
-    if target.exists():
-        return target
+    if target.exists() and not force:
+        problem = verify(target)
+        if problem is None:
+            return target
+        log.warning("cached %s fails its check (%s); building it again", target, problem)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename, so concurrent first uses never load a partial file.
     fd, partial = tempfile.mkstemp(suffix=suffix, dir=target.parent)
@@ -133,6 +214,9 @@ def _build(source: Path, flags: tuple[str, ...], suffix: str) -> Path:
             if retry.returncode != 0:
                 raise RuntimeError(f"{' '.join(argv)} failed: {retry.stderr.strip()[-500:]}")
             log.info("per-CPU build failed, built portably: %s", done.stderr.strip()[-300:])
+        # the record goes first: a library never sits beside no record, and a record beside
+        # another writer's library fails the check and is rebuilt, never loaded unchecked
+        write_atomic(_sidecar(target), json.dumps(_fingerprint(Path(partial))).encode())
         os.replace(partial, target)
         log.info("built %s", target)
     finally:

@@ -1,13 +1,16 @@
 """On-disk cache of compiled token FSMs as safetensors, keyed by grammar and vocabulary hashes.
 
-A file holds the FSM's tables and its DFA plus a CRC of every tensor; a file that fails to load
-or to check is treated as absent, and the next compile overwrites it.
+A file holds the FSM's tables and its DFA plus a CRC of every tensor (name, dtype, shape, bytes)
+and every metadata field (start state, vocabulary size, EOS id, key, format): an edited header
+would otherwise load silently as another language. A file that fails to load, to check or to
+parse is treated as absent, and the next compile overwrites it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -15,26 +18,28 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..kernels.native import cache_root
+
 log = logging.getLogger(__name__)
 
-FORMAT = "octogram-token-fsm-2"  # TokenFSM.tables(compact=True)
+FORMAT = "octogram-token-fsm-3"  # TokenFSM.tables(compact=True); 3: the CRC covers the metadata
 _SCALARS = ("start_state", "vocab_size", "eos_token_id")
 
 
 def cache_dir() -> Path:
-    """`$OCTOGRAM_CACHE_DIR/fsm`, else the user cache directory's `octogram/fsm`."""
-    root = os.environ.get("OCTOGRAM_CACHE_DIR")
-    if not root:
-        import platformdirs
-        root = platformdirs.user_cache_dir("octogram")
-    return Path(root) / "fsm"
+    """`cache_root()/fsm`."""
+    return cache_root() / "fsm"
 
 
-def _crc(tensors: dict[str, torch.Tensor]) -> str:
+def _crc(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """Over every tensor and every metadata field but the CRC itself."""
     crc = 0
     for name in sorted(tensors):
-        crc = zlib.crc32(name.encode(), crc)
-        crc = zlib.crc32(tensors[name].contiguous().numpy().reshape(-1).view(np.uint8), crc)
+        t = tensors[name]
+        crc = zlib.crc32(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode(), crc)
+        crc = zlib.crc32(t.contiguous().numpy().reshape(-1).view(np.uint8), crc)
+    for name in sorted(set(meta) - {"crc"}):
+        crc = zlib.crc32(f"{name}\0{meta[name]}\0".encode(), crc)
     return f"{crc:08x}"
 
 
@@ -51,12 +56,20 @@ def save(path: Path, tables: dict, dfa_trans: np.ndarray, dfa_accepting: np.ndar
     tensors = {k: v.contiguous() for k, v in tables.items() if isinstance(v, torch.Tensor)}
     tensors["dfa_trans"] = torch.from_numpy(np.ascontiguousarray(dfa_trans))
     tensors["dfa_accepting"] = torch.from_numpy(np.ascontiguousarray(dfa_accepting))
-    meta = {"format": FORMAT, "key": key, "crc": _crc(tensors)}
+    meta = {"format": FORMAT, "key": key}
     meta.update({k: str(int(tables[k])) for k in _SCALARS})
+    meta["crc"] = _crc(tensors, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)  # atomic: readers never see half a file
+    # a temp file of this writer's own: threads of one process compiling the same grammar
+    # would otherwise rename each other's file away
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)  # atomic: readers never see half a file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load(path: Path, key: str):
@@ -71,13 +84,16 @@ def load(path: Path, key: str):
             log.info("FSM cache file %s has format %r, not %r; rebuilding", path, meta.get("format"), FORMAT)
             return None
         tensors = load_file(str(path))
-        if meta.get("key") != key or meta.get("crc") != _crc(tensors):
+        if meta.get("key") != key or meta.get("crc") != _crc(tensors, meta):
             raise ValueError("metadata or checksum mismatch")
+        scalars = {k: int(meta[k]) for k in _SCALARS}  # inside: a malformed field is corruption
+        dfa_trans = tensors.pop("dfa_trans").numpy()
+        dfa_accepting = tensors.pop("dfa_accepting").numpy()
+        if not 0 <= scalars["start_state"] < tensors["state_row"].numel():
+            raise ValueError(f"start state {scalars['start_state']} out of range")
     except Exception as exc:  # any unreadable file is rebuilt, never trusted
         log.warning("ignoring corrupted FSM cache file %s (%s); rebuilding", path, exc)
         return None
-    dfa_trans = tensors.pop("dfa_trans").numpy()
-    dfa_accepting = tensors.pop("dfa_accepting").numpy()
     tables = dict(tensors)
-    tables.update({k: int(meta[k]) for k in _SCALARS})
+    tables.update(scalars)
     return tables, dfa_trans, dfa_accepting

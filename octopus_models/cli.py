@@ -116,6 +116,12 @@ def _check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.seed is not None and not -_INT64 <= args.seed < _INT64:
         raise InputError(f"--seed must be a 64-bit integer, in [-2**63, 2**63), got {args.seed}")
+    from octogram.kernels.native import CacheDirError, cache_root
+
+    try:
+        cache_root()
+    except CacheDirError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:

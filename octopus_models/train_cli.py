@@ -57,6 +57,9 @@ def _dataset_parser() -> argparse.ArgumentParser:
                    help="keep examples with at most N calls (default 1)")
     p.add_argument("--cap", nargs="*", default=[], metavar="SOURCE=N",
                    help="at most N training positives from SOURCE")
+    p.add_argument("--negative-ratio", type=float, default=1.0, metavar="R",
+                   help="share of training positives given a negative twin (default 1.0, the "
+                   "paper's 1:1; validation and test stay 1:1)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -74,6 +77,8 @@ def _dataset(argv: Sequence[str]) -> int:
         return _err(str(exc))
     if not 0 < args.test_fraction < 1:
         return _err(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+    if not 0 <= args.negative_ratio <= 1:
+        return _err(f"--negative-ratio must be in [0, 1], got {args.negative_ratio}")
     if args.synthetic_docs < 0 or args.per_function < 1 or args.max_calls < 1:
         return _err("--synthetic-docs must be >= 0, --per-function and --max-calls >= 1")
     names = args.sources if args.sources is not None else ([] if args.apis else list(NATURAL_SOURCES))
@@ -100,7 +105,7 @@ def _dataset(argv: Sequence[str]) -> int:
         return _err("nothing to build: give natural sources, --corpus or --apis")
     summary = build_dataset(imported, Path(args.out), seed=args.seed,
                             test_fraction=args.test_fraction, max_calls=args.max_calls,
-                            max_train_positives=caps)
+                            max_train_positives=caps, negative_ratio=args.negative_ratio)
     print(summary_table(summary))
     _say(f"wrote {args.out}/train.jsonl, val.jsonl, test.jsonl and summary.json")
     return 0
@@ -121,7 +126,8 @@ def _finetune_parser() -> argparse.ArgumentParser:
     for name, kind in (("rank", int), ("alpha", int), ("dropout", float), ("lr", float),
                        ("batch_size", int), ("grad_accum", int), ("epochs", float),
                        ("warmup_steps", int), ("max_len", int), ("max_rows", int), ("seed", int),
-                       ("checkpoint_every", int), ("eval_every", int), ("eval_rows", int)):
+                       ("checkpoint_every", int), ("eval_every", int), ("val_rows", int),
+                       ("eval_rows", int)):
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(d, name))
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--device", default="cpu")
@@ -144,7 +150,8 @@ def _finetune(argv: Sequence[str]) -> int:
                          epochs=args.epochs, warmup_steps=args.warmup_steps,
                          max_len=args.max_len, max_rows=args.max_rows, seed=args.seed,
                          bf16=args.bf16, checkpoint_every=args.checkpoint_every,
-                         eval_every=args.eval_every, eval_rows=args.eval_rows, device=args.device)
+                         eval_every=args.eval_every, val_rows=args.val_rows, eval_rows=args.eval_rows,
+                         device=args.device)
     try:
         config.check()
         from .finetune import read_rows
@@ -164,6 +171,12 @@ def _finetune(argv: Sequence[str]) -> int:
 
 def train_command(argv: Sequence[str]) -> int:
     """Entry for `octogram dataset ...` and `octogram finetune ...` (argv includes the verb)."""
+    from octogram.kernels.native import CacheDirError, cache_root
+
+    try:
+        cache_root()  # every verb reads or writes a cache (corpus, model)
+    except CacheDirError as exc:
+        return _err(str(exc))
     try:
         if argv[0] == "dataset":
             return _dataset(argv[1:])

@@ -79,18 +79,20 @@ def test_generate_writes_one_row_per_query_and_reports_throughput(shared_model, 
                                                                     capsys):
     tools = json.loads((EXAMPLES / "phone_tools.json").read_text())
     rows = [
-        {"query": "What is the weather in Paris?", "functions": str(WEATHER)},
+        {"query": "What is the weather in Paris?", "functions": "weather.json"},
         {"query": "Take a selfie with the front camera", "functions": tools},
-        {"query": "Turn the volume down to 20", "functions": "../examples/phone_tools.json"},
+        {"query": "Turn the volume down to 20", "functions": "phone/../phone_tools.json"},
     ]
     jsonl = tmp_path / "in" / "rows.jsonl"
     jsonl.parent.mkdir()
-    (tmp_path / "examples").mkdir()
-    shutil.copy(EXAMPLES / "phone_tools.json", tmp_path / "examples")
+    apis = tmp_path / "apis"
+    (apis / "phone").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "phone_tools.json", apis)
+    shutil.copy(WEATHER, apis)
     jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out_file = tmp_path / "out.jsonl"
     assert main(["generate", "--input", str(jsonl), "--output", str(out_file),
-                 "--batch-size", "2", "--max-new-tokens", "48", "--functions-dir", "/"]) == 0
+                 "--batch-size", "2", "--max-new-tokens", "48", "--functions-dir", str(apis)]) == 0
     _, err = capsys.readouterr()
     assert "tokens/s" in err and "3 rows" in err
     results = [json.loads(line) for line in out_file.read_text().splitlines()]
@@ -338,3 +340,18 @@ def test_call_closed_at_the_limit_says_so(fake_generator, capsys, as_json):
     assert main(["call", "Weather in Paris?", "--apis", str(WEATHER), "--json"]) == 0
     out, err = capsys.readouterr()
     assert "warning" not in err and "closed_at_limit" not in json.loads(out)
+
+
+@pytest.mark.parametrize("argv", [
+    ["call", "What is the weather in Paris?", "--apis", str(WEATHER)],
+    ["finetune", "--data", "rows.jsonl", "--out", "adapter"],
+    ["dataset", "build", "--out", "ds"],
+])
+def test_a_cache_dir_that_is_a_file_is_one_line(argv, tmp_path, monkeypatch, capsys):
+    afile = tmp_path / "cache"
+    afile.write_text("")
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(afile))
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder" in err, err

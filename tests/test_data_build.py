@@ -287,3 +287,51 @@ def test_round_trip_parameter_description_beside_a_schema_description():
 def test_round_trip_description_of_a_boolean_schema_parameter():
     f = FunctionSpec("f", "D.", (Parameter("a", True, description="anything"),))
     assert render_prompt("q", load([f.to_tool()])) == render_prompt("q", [f])
+
+
+def test_functions_without_a_grammar_are_never_offered(examples):
+    """A function whose schema admits no value (required integer limited to below 0 and above 5)
+    sits in every API: it must never be a distractor, and every row's candidates compile."""
+    from octogram.grammars import GrammarError, to_lark
+
+    broken = FunctionSpec("broken_lookup", "Look up meteorology merchandise records.", (
+        Parameter("n", {"type": "integer", "minimum": 5, "maximum": 0}, required=True),))
+    with pytest.raises(GrammarError):
+        to_lark([broken])
+    with_broken = [Example(e.query, e.functions + (broken,), e.calls, e.source, e.api, e.origin,
+                           e.meta) for e in examples]
+    stats: Counter = Counter()
+    rows = build_rows(with_broken, seed=3, k=K, end_token=END, stats=stats)
+    assert all("broken_lookup" not in [c["function"]["name"] for c in r.candidates] for r in rows)
+    assert stats["functions without a grammar (never offered)"] == len(examples)
+    for r in rows:
+        to_lark(load(r.candidates))
+    # the same rows as without the broken function: dropping it draws nothing else at random
+    plain = build_rows(examples, seed=3, k=K, end_token=END)
+    assert [r.prompt for r in rows] == [r.prompt for r in plain]
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 1.0])
+def test_negative_ratio_twins_that_share_of_positives(examples, ratio):
+    """Training sets may hold fewer negatives than the paper's 1:1: a `ratio` share of the
+    single-call positives get a twin, every twin still lacks its gold function."""
+    rows = build_rows(examples, seed=5, k=K, end_token=END, negative_ratio=ratio)
+    positives = [r for r in rows if r.kind == "positive"]
+    twins = [r for r in rows if r.kind == "negative"]
+    singles = sum(1 for e in examples if len(e.calls) == 1 and not e.is_negative)
+    assert len(positives) == sum(1 for e in examples if not e.is_negative)
+    source_negatives = sum(1 for e in examples if e.is_negative)
+    made = len(twins) - source_negatives
+    if ratio == 0.0:
+        assert made == 0
+    elif ratio == 1.0:
+        assert made == singles
+    else:
+        assert 0 < made < singles
+    for r in twins:
+        assert r.target.startswith("no_relevant_function(")
+
+
+def test_negative_ratio_out_of_range_is_refused(examples):
+    with pytest.raises(ValueError, match="negative_ratio"):
+        build_rows(examples, negative_ratio=1.5)

@@ -363,6 +363,32 @@ def test_sloppy_array_enum_is_read_as_an_enum_of_the_items():
         to_lark(specs, strict=True)
 
 
+def test_enum_of_another_type_than_declared_is_read_as_listed():
+    """API documents declare `"type": "integer"` beside an enum of strings ("1".."10"): as
+    written no value matches, so the values are read as listed, with a GrammarWarning naming the
+    parameter; a partly fitting enum keeps its fitting values; strict mode refuses."""
+    tool = {"type": "function", "function": {"name": "get_ratings", "parameters": {
+        "type": "object", "required": ["rating"], "properties": {
+            "rating": {"type": "integer", "enum": ["1", "2", "10"]},
+            "kind": {"type": "string", "enum": [1, "movies"]},  # partly fitting: as before
+            "short": {"type": "integer", "enum": ["a", "long"], "maxLength": 2}}}}}
+    specs = load(tool)
+    with pytest.warns(GrammarWarning, match="declared type") as record:
+        grammar = to_lark(specs)
+    sloppy = [w for w in record if "declared type" in str(w.message)]
+    assert sorted(w.message.location.rsplit("/", 1)[-1] for w in sloppy) == ["rating", "short"]
+    assert '"integer"' in str(sloppy[0].message) and '"1", "2", "10"' in str(sloppy[0].message)
+    parser = lark_parser(grammar)
+    assert accepts(parser, 'get_ratings(rating="10")')
+    assert not accepts(parser, 'get_ratings(rating=10)')
+    assert accepts(parser, 'get_ratings(rating="1", kind="movies", short="a")')
+    assert not accepts(parser, 'get_ratings(rating="1", kind=1)')
+    assert not accepts(parser, 'get_ratings(rating="1", short="long")')  # maxLength still applies
+    check_function(specs[0], parser, specs, "python", random.Random(3))
+    with pytest.raises(GrammarError, match="declared type.*strict mode"):
+        to_lark(specs, strict=True)
+
+
 class Color(enum.Enum):
     RED = "red"
     BLUE = "blue"

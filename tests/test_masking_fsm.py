@@ -272,6 +272,23 @@ def test_second_compile_is_a_load_and_corruption_is_rebuilt(vocab, monkeypatch, 
     assert calls == [1, 1]
 
 
+def test_edited_cache_metadata_is_corruption_not_another_fsm(vocab, caplog):
+    """The CRC covers the header too: a changed start state must not load as another language."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    first = compile_grammar(CALLS, vocab)
+    (path,) = fsm_cache.cache_dir().glob("*.safetensors")
+    with safe_open(str(path), "pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["start_state"] = str((int(meta["start_state"]) + 1) % first.num_states)
+    save_file(tensors, str(path), metadata=meta)
+    assert fsm_cache.load(path, meta["key"]) is None and "corrupted" in caplog.text
+    again = compile_grammar(CALLS, vocab)
+    assert again.start_state == first.start_state
+
+
 def test_grammar_with_imports_is_cached_under_its_imported_files(vocab, monkeypatch, tmp_path):
     import octogram.masking.compile as compile_module
     (tmp_path / "lib.lark").write_text('NUM: /[0-9]+/\n')

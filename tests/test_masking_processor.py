@@ -73,6 +73,21 @@ def test_one_grammar_per_prompt_and_reuse(setup):
         check_rows(out[2:], prompt.shape[1], other, vocab, OTHER)
 
 
+def test_reuse_with_longer_prompts_at_the_same_batch_size(setup):
+    """A second generate whose prompt is longer than the first one's output, and one whose prompt
+    continues the first one's output (a next chat turn), each start a new generation."""
+    vocab, model, calls, _ = setup
+    proc = GrammarLogitsProcessor(calls)
+    first = torch.tensor([[0, 5, 9, 13], [0, 7, 7, 2]])
+    longer = torch.tensor([[0] + [5, 9, 13] * 4, [0] + [7, 7, 2] * 4])
+    out = model.generate(first, attention_mask=torch.ones_like(first), logits_processor=[proc],
+                         max_new_tokens=3, do_sample=False)
+    for prompt in (longer, torch.cat([out, torch.tensor([[9, 9], [5, 5]])], dim=1)):
+        got = model.generate(prompt, attention_mask=torch.ones_like(prompt),
+                             logits_processor=[proc], max_new_tokens=20, do_sample=False)
+        check_rows(got, prompt.shape[1], calls, vocab, CALLS)
+
+
 def test_masks_only_what_the_grammar_forbids(setup):
     vocab, _, calls, _ = setup
     proc = GrammarLogitsProcessor(calls)

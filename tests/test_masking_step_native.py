@@ -250,7 +250,8 @@ def test_extension_is_built_once_and_loaded_from_the_cache(monkeypatch, tmp_path
     monkeypatch.setattr(native, "_loaded", {})
     first = native.load_extension(fsm_module._STEP_SOURCE)
     assert first is not None and first.__name__ == "matcher_step"
-    assert len(list((tmp_path / "kernels").glob("matcher_step-*"))) == 1
+    suffix = native.sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    assert len(list((tmp_path / "kernels").glob(f"matcher_step-*{suffix}"))) == 1
     monkeypatch.setattr(native, "_loaded", {})
     monkeypatch.setattr(native.subprocess, "run", lambda *a, **k: pytest.fail("rebuilt"))
     assert native.load_extension(fsm_module._STEP_SOURCE) is not None

@@ -149,3 +149,81 @@ def test_interrupted_conversion_leaves_no_folder(tmp_path, monkeypatch):
     target = base.default_model_dir(quiet=True)
     assert target.parent == tmp_path / "models" and (target / "config.json").is_file()
     assert [p.name for p in (tmp_path / "models").iterdir()] == [target.name]
+
+
+def _fake_conversion(calls: list):
+    def convert(packaged, out, *, quiet):
+        calls.append(out)
+        (out / "config.json").write_text("{}")
+        save_file({"w": torch.arange(64, dtype=torch.float32)}, str(out / "model.safetensors"))
+    return convert
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("cut", "model.safetensors"),
+    ("resized", "config.json: 3 bytes, converted as 2"),
+    ("no marker", None),
+])
+def test_damaged_model_cache_is_converted_again(tmp_path, monkeypatch, capsys, damage, problem):
+    monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
+    calls: list = []
+    monkeypatch.setattr(base, "_convert_gguf", _fake_conversion(calls))
+    target = base.default_model_dir(quiet=True)
+    assert base.model_cache_problem(target) is None
+    assert base.default_model_dir(quiet=True) == target and len(calls) == 1  # a hit
+    weights = target / "model.safetensors"
+    if damage == "cut":
+        weights.write_bytes(weights.read_bytes()[:-10])
+    elif damage == "resized":
+        (target / "config.json").write_text("{ }")
+    else:
+        (target / base._MARKER).unlink()
+    if problem is not None:
+        assert problem in base.model_cache_problem(target)
+    assert base.default_model_dir(quiet=True) == target and len(calls) == 2
+    assert base.model_cache_problem(target) is None
+    if problem is not None:
+        assert "damaged" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [target.name]
+
+
+def test_safetensors_cut_short_is_found_from_its_header(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.zeros(10), "b": torch.ones(3)}, str(path))
+    assert base._safetensors_problem(path) is None
+    whole = path.read_bytes()
+    for cut in (4, 20, len(whole) - 1):
+        path.write_bytes(whole[:cut])
+        assert base._safetensors_problem(path) is not None, cut
+    path.write_bytes(whole + b"\0")
+    assert "its header needs" in base._safetensors_problem(path)
+
+
+def test_only_dead_conversion_folders_are_removed(tmp_path):
+    import os
+    import time
+
+    def folder(name: str, owner: bool) -> Path:
+        f = tmp_path / f".gemma-3-270m-x-{name}"
+        f.mkdir()
+        (f / "model.safetensors").write_bytes(b"partial")
+        if owner:
+            (f / base._OWNER).write_bytes(b"")
+        return f
+
+    dead = folder("killed", owner=True)
+    live = folder("running", owner=True)
+    held = base._lock(live / base._OWNER, create=True)  # as the converting process holds it
+    recent = folder("recent-no-owner", owner=False)
+    old = folder("old-no-owner", owner=False)
+    day_ago = time.time() - base._STALE_S - 60
+    os.utime(old, (day_ago, day_ago))
+    other = tmp_path / "gemma-3-270m-x"  # a finished cache is never a candidate
+    other.mkdir()
+    try:
+        removed = base.remove_stale_conversions(tmp_path)
+    finally:
+        held.close()
+    assert sorted(removed) == sorted([dead, old])
+    assert live.is_dir() and recent.is_dir() and other.is_dir()
+    assert not dead.exists() and not old.exists()

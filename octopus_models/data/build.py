@@ -7,7 +7,8 @@
   functions of the same API document (or source tool set) ranked by BM25 against the query,
   which is what `OctopusGenerator` does at inference for a document with more than four
   functions, topped up from the split's pool of all functions (also BM25). *Random* distractors
-  come from the pool uniformly. Candidates are shuffled.
+  come from the pool uniformly. Candidates are shuffled. A function whose schema has no grammar
+  (`to_lark` refuses it) is never a distractor: every row's candidates must compile together.
 - **Negatives 1:1**: every single-call positive gets a twin with the same query whose candidates
   lack the gold function (and any function of the same name), answered
   `no_relevant_function(query=...)`. Source negatives are kept as they are.
@@ -20,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from octogram.grammars import FunctionSpec
+from octogram.grammars import FunctionSpec, GrammarError, to_lark
 
 from ..prompt import PROMPT_FORMAT_VERSION, render_prompt, render_target
 from ..retrieval import K1, B, _document, words
@@ -82,6 +84,39 @@ def split_by_api(examples: Iterable[Example], test_fraction: float = 0.25,
         test_apis.update(ordered[:max(1, math.ceil(test_fraction * len(ordered)))] if len(ordered) > 1 else [])
     return {"train": [e for e in examples if e.api not in test_apis],
             "test": [e for e in examples if e.api in test_apis]}
+
+
+def has_grammar(function: FunctionSpec, memo: dict[int, bool] | None = None) -> bool:
+    """Whether `to_lark` lowers `function` (warnings aside): a distractor without a grammar
+    would make the whole row's candidates fail to compile at inference."""
+    key = id(function)
+    if memo is not None and key in memo:
+        return memo[key]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            to_lark([function])
+        ok = True
+    except (GrammarError, RecursionError):
+        ok = False
+    if memo is not None:
+        memo[key] = ok
+    return ok
+
+
+def _offerable(examples: Sequence[Example], stats: Counter) -> list[Example]:
+    """`examples` without the functions that have no grammar, unless called (a gold function
+    with no grammar fails `validate` already, so none is)."""
+    memo: dict[int, bool] = {}
+    out = []
+    for e in examples:
+        gold = {c.name for c in e.calls}
+        kept = tuple(f for f in e.functions if f.name in gold or has_grammar(f, memo))
+        if len(kept) < len(e.functions):
+            stats["functions without a grammar (never offered)"] += len(e.functions) - len(kept)
+            e = replace(e, functions=kept)
+        out.append(e)
+    return out
 
 
 def _unique(functions: Iterable[FunctionSpec], taken: set[str]) -> list[FunctionSpec]:
@@ -157,11 +192,16 @@ def _row(example: Example, candidates: list[FunctionSpec], kind: str, stage: int
 
 def build_rows(examples: Sequence[Example], *, seed: int = 0, negatives: bool = True,
                random_fraction: float = 0.3, k: int = 4, end_token: str = "<eos>",
-               curriculum: bool = True, stats: Counter | None = None) -> list[Row]:
-    """Rows for one split: positives with candidates, a 1:1 negative for each single-call
-    positive, in curriculum order (see the module docstring). `stats` counts what was skipped."""
+               curriculum: bool = True, stats: Counter | None = None,
+               negative_ratio: float = 1.0) -> list[Row]:
+    """Rows for one split: positives with candidates, a negative twin for each single-call
+    positive (for a `negative_ratio` share of them, drawn with the seed; 1.0 = the paper's 1:1),
+    in curriculum order (see the module docstring). `stats` counts what was skipped."""
+    if not 0.0 <= negative_ratio <= 1.0:
+        raise ValueError(f"negative_ratio must be in [0, 1], got {negative_ratio}")
     rng = random.Random(seed)
     stats = Counter() if stats is None else stats
+    examples = _offerable(examples, stats)
     pool = FunctionIndex(_unique((f for e in examples for f in e.functions), set()))
     order = list(examples)
     rng.shuffle(order)
@@ -176,7 +216,7 @@ def build_rows(examples: Sequence[Example], *, seed: int = 0, negatives: bool = 
             continue
         rows.append(_row(example, offer(example, pool, rng, similar=similar, k=k), "positive",
                          stage, end_token))
-        if negatives and len(example.calls) == 1:
+        if negatives and len(example.calls) == 1 and rng.random() < negative_ratio:
             twin = negative_of(example)
             gold = [c.name for c in example.calls]
             candidates = offer(twin, pool, rng, similar=similar, k=k, exclude=gold)

@@ -122,11 +122,13 @@ def _cap(examples: list[Example], limit: int | None, rng: random.Random) -> list
 def build_dataset(imported: dict[str, Imported], out: Path, *, seed: int = 0,
                   test_fraction: float = 0.25, val_fraction: float = 0.1,
                   max_calls: int = 1, max_train_positives: dict[str, int] | None = None,
-                  end_token: str = "<eos>") -> dict[str, Any]:
+                  end_token: str = "<eos>", negative_ratio: float = 1.0) -> dict[str, Any]:
     """Split, render and write; returns the summary (also written to `summary.json`).
 
     `max_calls` drops examples needing more calls than that (1: single calls only);
-    `max_train_positives` caps a source's training positives (test splits are never capped)."""
+    `max_train_positives` caps a source's training positives (test splits are never capped);
+    `negative_ratio` is the share of training positives that get a negative twin (validation and
+    test keep the paper's 1:1)."""
     rng = random.Random(seed)
     summary: dict[str, Any] = {"seed": seed, "sources": {}, "splits": {}}
     splits: dict[str, list[Example]] = {"train": [], "val": [], "test": []}
@@ -155,7 +157,8 @@ def build_dataset(imported: dict[str, Imported], out: Path, *, seed: int = 0,
     for split, examples in splits.items():
         stats: Counter = Counter()
         rows = build_rows(examples, seed=seed, end_token=end_token, stats=stats,
-                          curriculum=split == "train")
+                          curriculum=split == "train",
+                          negative_ratio=negative_ratio if split == "train" else 1.0)
         write_rows(rows, out / f"{split}.jsonl")
         summary["splits"][split] = {
             "rows": len(rows),
