@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import torch
 
 from . import native
-from .dispatch import (check_bitmask, check_logits, check_rows, launch_options, tl, triton,
-                       use_triton)
+from .dispatch import (KernelInputError, check_bitmask, check_logits, check_rows,
+                       launch_options, tl, triton, use_triton)
 
 # Tokens per chunk of the torch path: the gathered caps (4 bytes a token) stay in L2.
 _CHUNK_TOKENS = 1 << 18
@@ -37,10 +37,18 @@ def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor,
                          indices: torch.Tensor | Sequence[int] | None = None) -> None:
     """Set logits of disallowed tokens to -inf, in place.
 
-    logits: (B, V') float32/float16/bfloat16. bitmask: int32 (B, W), or (len(indices), W) when
-    `indices` is given, in which case row i of the bitmask applies to logits[indices[i]] and the
-    other rows are untouched. Indices must be unique; tensor indices on CUDA are not range-checked
-    (that would need a host sync).
+    logits: (B, V') float32/float16/bfloat16. bitmask: int32 (B, W). With `indices` (unique row
+    numbers of `logits`; the other rows are untouched) the bitmask takes either of two forms,
+    told apart by its number of rows:
+
+    - (len(indices), W), this library's compact form: bitmask row i applies to logits[indices[i]];
+    - any other number of rows, xgrammar's `apply_token_bitmask_inplace` form (a full-batch
+      bitmask): bitmask row indices[i] applies to logits[indices[i]].
+
+    When both readings fit and disagree (len(indices) rows, indices a reordering of 0..k-1 that
+    is not in increasing order) the call is refused rather than guessed. Tensor indices on CUDA
+    are not range-checked (that would need a host sync); there the compact form is assumed when
+    the row counts match.
 
     Runs the Triton kernel on CUDA and the native C kernel on CPU, or the torch reference where
     the native kernel cannot run (see `apply_native`); all give the same values.
@@ -48,11 +56,41 @@ def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor,
     op = "apply_token_bitmask_"
     check_logits(op, logits)
     rows = None if indices is None else check_rows(op, indices, logits.shape[0], logits.device)
+    if rows is not None:
+        bitmask = _compact_bitmask(op, bitmask, rows, indices, logits.device)
     check_bitmask(op, bitmask, logits.shape[0] if rows is None else rows.numel(), logits.device)
     if use_triton(logits.device):
         apply_triton(logits, bitmask, rows)
     elif not apply_native(logits, bitmask, rows):
         apply_torch(logits, bitmask, rows)
+
+
+def _compact_bitmask(op: str, bitmask: torch.Tensor, rows: torch.Tensor,
+                     indices: torch.Tensor | Sequence[int], device: torch.device) -> torch.Tensor:
+    """The bitmask in the compact form (one row per index): xgrammar's full-batch form is
+    gathered into it, so every backend sees one convention."""
+    if not isinstance(bitmask, torch.Tensor) or bitmask.dim() != 2:
+        return bitmask  # check_bitmask names what is wrong
+    k, height = rows.numel(), bitmask.shape[0]
+    # host copies only: reading CUDA index values would sync
+    host = (indices if isinstance(indices, torch.Tensor) and indices.device.type == "cpu"
+            else rows if rows.device.type == "cpu" else None)
+    if height == k:
+        if host is not None and k and int(host.max()) < k \
+                and not bool((host[1:] > host[:-1]).all()):
+            raise KernelInputError(
+                f"{op}: ambiguous bitmask of {k} rows for indices {host.tolist()}: row i could "
+                "apply to logits[indices[i]] (compact form) or row indices[i] to "
+                "logits[indices[i]] (xgrammar's form); give the indices in increasing order, "
+                "where the two agree")
+        return bitmask
+    if host is not None and k and int(host.max()) >= height:
+        raise KernelInputError(
+            f"{op}: bitmask must have shape ({k}, words) (one row per index), or hold row "
+            f"{int(host.max())} (xgrammar's full-batch form), got {tuple(bitmask.shape)}")
+    if bitmask.device != device or bitmask.dtype != torch.int32:
+        return bitmask  # check_bitmask names what is wrong
+    return bitmask.index_select(0, rows)
 
 
 # ----------------------------------------------------------------------------- native CPU kernel

@@ -158,6 +158,46 @@ def test_apply_padded_vocabulary_and_indices(backend):
     assert same(out, out2)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_apply_takes_both_index_conventions(dtype, backend):
+    """With indices, a bitmask of len(indices) rows is the compact form (row i -> logits[indices[i]]);
+    any other height is xgrammar's full-batch form (row indices[i] -> logits[indices[i]])."""
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(6, 200, generator=gen).to(dtype)
+    full = random_bitmask(gen, 6, bitmask_words(200))
+    for rows in ([4, 0, 2], [5], [0, 1, 2, 3, 4, 5], [1, 3]):
+        expected = reference_apply(logits, full[rows], rows)
+        compact = logits.clone()
+        apply_token_bitmask_(compact, full[rows], indices=rows)
+        assert same(compact, expected)
+        for index in (rows, torch.tensor(rows)):
+            batch = logits.clone()
+            apply_token_bitmask_(batch, full, indices=index)  # 6 rows for fewer indices
+            assert same(batch, expected), rows
+    # a taller bitmask than the logits (xgrammar lets the two batch sizes differ)
+    tall = torch.cat([full, random_bitmask(gen, 2, bitmask_words(200))])
+    batch = logits.clone()
+    apply_token_bitmask_(batch, tall, indices=[5, 1])
+    assert same(batch, reference_apply(logits, full[[5, 1]], [5, 1]))
+
+
+@pytest.mark.parametrize("vocab", [8, 1000])
+def test_full_batch_indices_match_xgrammar(vocab, backend):
+    """xgrammar's own call, unchanged, gives xgrammar's result (its 'cpu' and 'torch_native'
+    backends); the compact call agrees."""
+    xgrammar = pytest.importorskip("xgrammar")
+    gen = torch.Generator().manual_seed(vocab + 1)
+    logits = torch.randn(5, vocab, generator=gen)
+    bitmask = random_bitmask(gen, 5, bitmask_words(vocab), 0.3)
+    for rows in ([0, 3], [4, 1, 2], [2]):
+        for xgr_backend in ("cpu", "torch_native"):
+            ours, theirs = logits.clone(), logits.clone()
+            apply_token_bitmask_(ours, bitmask, indices=rows)
+            xgrammar.apply_token_bitmask_inplace(theirs, bitmask, vocab_size=vocab, indices=rows,
+                                                 backend=xgr_backend)
+            assert same(ours, theirs), (rows, xgr_backend)
+
+
 def test_apply_inside_and_then_outside_inference_mode(backend):
     """Cached tables and scratch buffers made under torch.inference_mode (as in a decode loop)
     must not leak into calls outside it, where inference tensors cannot be written."""
@@ -291,8 +331,10 @@ def test_native_build_retries_without_per_cpu_clones(tmp_path, monkeypatch):
     (lambda: apply_token_bitmask_(torch.zeros(8), torch.zeros(1, 1, dtype=torch.int32)), "shape"),
     (lambda: apply_token_bitmask_(torch.zeros(2, 8), torch.zeros(2, 1, dtype=torch.int64)), "int32"),
     (lambda: apply_token_bitmask_(torch.zeros(2, 8), torch.zeros(3, 1, dtype=torch.int32)), r"\(2, words\)"),
+    (lambda: apply_token_bitmask_(torch.zeros(3, 8), torch.zeros(1, 1, dtype=torch.int32),
+                                  indices=[0, 2]), r"\(2, words\).*hold row 2"),
     (lambda: apply_token_bitmask_(torch.zeros(2, 8), torch.zeros(2, 1, dtype=torch.int32),
-                                  indices=[0]), r"\(1, words\)"),
+                                  indices=[1, 0]), "ambiguous"),
     (lambda: apply_token_bitmask_(torch.zeros(2, 8), torch.zeros(1, 1, dtype=torch.int32),
                                   indices=[2]), "out of range"),
     (lambda: apply_token_bitmask_(torch.zeros(2, 8), torch.zeros(2, 1, dtype=torch.int32),

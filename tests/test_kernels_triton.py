@@ -84,6 +84,25 @@ def test_apply_subset_of_rows_and_strided_logits(dtype):
     assert same(ours_wide[:, 250:].cpu(), wide[:, 250:])
 
 
+def test_apply_both_index_conventions_on_the_triton_path(monkeypatch):
+    """The public entry point on the Triton path: a compact bitmask (row i -> logits[indices[i]])
+    and xgrammar's full-batch one (row indices[i] -> logits[indices[i]]) give the reference."""
+    from octogram.kernels import apply_token_bitmask_
+
+    monkeypatch.setattr(bitmask_module, "use_triton", lambda device: True)
+    monkeypatch.setattr(bitmask_module, "apply_native", None)  # must not be reached
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(6, 300, generator=gen)
+    full = random_bitmask(gen, 6, 10)
+    for rows in ([4, 0, 2], [5]):
+        expected = logits.clone()
+        apply_torch(expected, full[rows], torch.tensor(rows))
+        for bitmask in (full[rows], full):
+            ours = logits.to(DEVICE)
+            apply_token_bitmask_(ours, bitmask.to(DEVICE), indices=torch.tensor(rows, device=DEVICE))
+            assert same(ours.cpu(), expected), (rows, bitmask.shape)
+
+
 # ----------------------------------------------------------------------------- sampling
 
 CASES = [  # temperature, top_k, top_p
