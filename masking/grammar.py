@@ -7,8 +7,11 @@ literals memoized across compiles); every rule becomes a small minimized DFA ove
 an eager compile explores it completely and minimizes it once.
 
 Semantics: the language is the set of strings that Lark's Earley parser with the complete dynamic
-lexer (`lexer="dynamic_complete"`) accepts — terminals are matched as whole regular expressions,
-`%ignore` terminals may appear before any terminal and at the end.
+lexer (`lexer="dynamic_complete"`) accepts — terminals are matched as whole regular expressions;
+before any terminal and at the end, an `%ignore` terminal is matched as Lark matches it: the one
+match `re.match` finds there (`ignore.py`), not any string of its language. A grammar with
+`%ignore` is always explored completely (also when compiled lazily): a prefix that only such a
+match makes a dead end is found and removed there.
 
 Recursion is bounded: a rule that heads a cycle of rule references (the first rule of the cycle
 met from `start`, e.g. `value` in a JSON grammar) may nest at most `max_recursion_depth` times;
@@ -26,17 +29,19 @@ from lark import Token, Tree
 from lark.exceptions import GrammarError as LarkGrammarError
 from lark.exceptions import LarkError
 from lark.grammar import NonTerminal, Terminal
-from lark.load_grammar import PatternRE, PatternStr, _literal_to_pattern, load_grammar
+from lark.load_grammar import (PatternRE, PatternStr, PrepareLiterals, TerminalTreeToPattern,
+                               _literal_to_pattern, load_grammar, nr_deepcopy_tree)
 
 from .automaton import (DFA, NFA, Facts, LanguageFacts, Leaf, literal_dfa, refine, regex_fragment,
                         regex_tree_to_dfa)
 from .stack_dfa import Grammar, RuleAutomaton, StackDFA
 from .errors import GrammarCompileError
+from .ignore import Ignored
 from .regex import literal as literal_tree
 from .regex import normalize, parse_regex
 
 DEFAULT_MAX_RECURSION_DEPTH = 5
-COMPILER_VERSION = "octogram-fsm-2"
+COMPILER_VERSION = "octogram-fsm-3"  # 3: %ignore matched as Lark matches it
 
 # Lark's common ESCAPED_STRING body is `.*?` followed by a lookbehind; as whole-string regexes
 # the two together mean "no unescaped quote, no newline", which is this:
@@ -69,8 +74,8 @@ def compile_lark(text: str, *, start: str = "start", import_paths=(),
 
 def compile_parsed(grammar, source_hash: str, *, start: str, max_recursion_depth: int,
                    lazy: bool = False) -> CompiledGrammar:
-    """`lazy=True` returns a `StackDFA` whose states are computed on use; otherwise the complete
-    minimized `DFA`."""
+    """`lazy=True` returns a `StackDFA` whose states are computed on use (a grammar with `%ignore`
+    excepted); otherwise the complete minimized `DFA`."""
     compiled = _Compiler(grammar, start, max_recursion_depth).run(lazy)
     compiled.source_hash = source_hash
     return compiled
@@ -115,14 +120,12 @@ class _Compiler:
         self.term_facts: dict[str, Facts] = {}
         self.term_stack: list[str] = []
         self._find_cycles()
-        self.ignore_dfa = None
+        self.ignored = None
         if self.ignore:
             for name in self.ignore:
                 if name not in self.terms:
                     raise GrammarCompileError(f"%ignore names unknown terminal {name}", where="grammar")
-            nfa = NFA()
-            frag = nfa.union([nfa.embed(self.terminal(n)) for n in self.ignore])
-            self.ignore_dfa = nfa.to_dfa(nfa.star(frag))
+            self.ignored = Ignored([(n, self.ignore_tree(n)) for n in dict.fromkeys(self.ignore)])
         self.rule_ids: dict[str, int] = {}
         self.leaves: list[Leaf] = []
         self.leaf_ids: dict[tuple, int] = {}
@@ -169,9 +172,8 @@ class _Compiler:
     def run(self, lazy: bool = False) -> CompiledGrammar:
         self.rule_ids = {name: i for i, name in enumerate(self.reachable)}
         automata = [self.rule_automaton(name) for name in self.reachable]
-        # ignored text may also follow the start rule
         grammar = Grammar(automata, list(self.reachable), self.leaves,
-                          {self.rule_ids[h] for h in self.heads}, 0, self.max_depth, self.ignore_dfa)
+                          {self.rule_ids[h] for h in self.heads}, 0, self.max_depth, self.ignored)
         if not grammar.productive(0, grammar.max_depth):
             if self.heads:
                 raise GrammarCompileError(
@@ -180,7 +182,7 @@ class _Compiler:
                     where=f"rule {self.start}")
             raise GrammarCompileError("the grammar accepts no string", where=f"rule {self.start}")
         dfa = StackDFA(grammar)
-        if not lazy:
+        if not lazy or self.ignored is not None:
             dfa = dfa.explore()
         return CompiledGrammar(dfa, "", tuple(sorted(self.heads)), grammar.truncated)
 
@@ -189,22 +191,26 @@ class _Compiler:
         return symbol_dfa(nfa, self.rule_fragment(nfa, self.rules[name], name))
 
     def leaf(self, key: tuple, make, facts) -> int:
-        """The id of a terminal occurrence's byte DFA (ignored text may precede it). The DFA is
-        made on first use; `facts()` checks the terminal and says what its language is like."""
+        """The id of a terminal occurrence's byte DFA. The DFA is made on first use; `facts()`
+        checks the terminal and says what its language is like."""
         got = self.leaf_ids.get(key)
         if got is None:
-            ignore = self.ignore_dfa
-            if ignore is None:
-                leaf = Leaf(make, facts())
-            else:
-                def make_after_ignored() -> DFA:
-                    nfa = NFA()
-                    return nfa.to_dfa(nfa.concat([nfa.embed(ignore), nfa.embed(make())]))
-                leaf = Leaf(make_after_ignored, LanguageFacts.concat([LanguageFacts.of(ignore), facts()]))
             got = len(self.leaves)
-            self.leaves.append(leaf)
+            self.leaves.append(Leaf(make, facts()))
             self.leaf_ids[key] = got
         return got
+
+    def ignore_tree(self, name: str):
+        """An ignored terminal's regex as Lark joins it (the order of alternatives is Lark's, and
+        decides which match `re` picks), parsed with its lazy repetitions marked."""
+        where = f"terminal {name}"
+        try:
+            pat = (PrepareLiterals() * TerminalTreeToPattern()).transform(nr_deepcopy_tree(self.terms[name]))
+        except (LarkGrammarError, LarkError) as exc:
+            raise GrammarCompileError(str(exc), where=where) from None
+        if isinstance(pat, PatternStr):
+            return literal_tree(pat.value, ignore_case="i" in pat.flags)
+        return parse_regex(pat.value, "".join(sorted(pat.flags)), where=where, keep_lazy=True)
 
     def rule_fragment(self, nfa: NFA, node, rule: str):
         """A rule body as an NFA over symbols: leaf ids (terminal occurrences) and ~rule ids."""

@@ -106,8 +106,9 @@ def literal(text: str, ignore_case: bool = False):
 
 
 class _Parser:
-    def __init__(self, pattern: str, flags: str, where: str):
+    def __init__(self, pattern: str, flags: str, where: str, keep_lazy: bool = False):
         self.p = pattern
+        self.keep_lazy = keep_lazy
         self.i = 0
         self.ignore_case = "i" in flags
         self.dotall = "s" in flags
@@ -153,12 +154,15 @@ class _Parser:
             lo, hi = parsed
         else:
             return node
-        if self.peek() == "?":
+        lazy = self.peek() == "?"
+        if lazy:
             self.i += 1  # lazy: same language under full-match semantics
         elif self.peek() == "+":
             self.fail("possessive quantifiers are not supported")
         if self.peek() in ("*", "+", "?") or (self.peek() == "{" and self.braces_ahead()):
             self.fail("multiple repeat")
+        if lazy and self.keep_lazy:
+            return ("rep", node, lo, hi, True)
         return ("rep", node, lo, hi)
 
     def braces_ahead(self) -> bool:
@@ -321,9 +325,11 @@ class _Parser:
         return ((ord(c), ord(c)),)
 
 
-def parse_regex(pattern: str, flags: str = "", where: str = "regex"):
-    """Parse `pattern` (Python `re` syntax) into a codepoint syntax tree."""
-    return _Parser(pattern, flags, where).parse()
+def parse_regex(pattern: str, flags: str = "", where: str = "regex", keep_lazy: bool = False):
+    """Parse `pattern` (Python `re` syntax) into a codepoint syntax tree. `keep_lazy=True` marks
+    lazy repetitions `("rep", node, min, max, True)`, for the matcher that needs which match `re`
+    picks (`ignore.py`), not only the language."""
+    return _Parser(pattern, flags, where, keep_lazy).parse()
 
 
 def utf8_sequences(lo: int, hi: int) -> list[list[tuple[int, int]]]:

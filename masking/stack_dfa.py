@@ -10,6 +10,11 @@ construction), so the first mask of a large grammar only pays for the states it 
 Recursion is bounded by counting: every continuation carries how many more times a recursive rule
 (a cycle head) may be entered. Continuations whose rule position has nothing left to do are
 skipped (tail calls), so the states of shared rule suffixes coincide.
+
+`%ignore` terminals (`ignore.py`) run as configurations of their own wherever a terminal may
+start or the grammar may end; where one's match may end, the configurations after it carry a
+guard (the last element of a configuration; 0 = none) that kills them if `re` would have
+matched on.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 
 from .automaton import DEAD, DFA, Leaf, hash_weights, minimize, refine
 from .errors import GrammarCompileError
+from .ignore import Ignored
 
 ROOT = -1  # the continuation after the start rule: the grammar may end
 _WEIGHTS = hash_weights(4096)
@@ -39,13 +45,13 @@ class Grammar:
     recursion bounds."""
 
     def __init__(self, rules: list[RuleAutomaton], rule_names: list[str], leaves: list[Leaf],
-                 heads: set[int], start: int, max_depth: int, tail: DFA | None):
+                 heads: set[int], start: int, max_depth: int, ignore: Ignored | None):
         self.rule_names = rule_names
         self.leaves = leaves
         self.heads = heads
         self.start = start
         self.max_depth = max_depth if heads else 0  # depth only changes where a head is entered
-        self.tail = tail  # ignored text allowed after the start rule
+        self.ignore = ignore
         self.edges, self.accepting, self.rule_start = _join(rules)
         self._start_of: dict[int, list[int]] = {}
         for r, st in enumerate(self.rule_start):
@@ -113,10 +119,11 @@ class Grammar:
     def used_bytes(self) -> np.ndarray:
         """Bytes any terminal reads (builds every terminal's DFA)."""
         used = np.zeros(256, bool)
-        for dfa in [leaf.dfa for leaf in self.leaves if not leaf.is_empty] + \
-                ([self.tail] if self.tail is not None else []):
+        for dfa in [leaf.dfa for leaf in self.leaves if not leaf.is_empty]:
             if not dfa.is_empty:
                 used |= (dfa.trans != DEAD).any(axis=0)
+        if self.ignore is not None:
+            used |= self.ignore.used_bytes()
         return used
 
 
@@ -156,17 +163,24 @@ class StackDFA:
         self._trans = np.full((64, 256), DEAD, np.int32)
         self._acc = np.zeros(64, bool)
         self._expanded = np.zeros(64, bool)
-        self._tail_leaf = len(grammar.leaves)  # leaf id of the ignored tail, when there is one
-        self._leaves = list(grammar.leaves) + ([Leaf.of(grammar.tail)] if grammar.tail is not None else [])
-        # a leaf's tables, filled when a state holding it is first expanded
+        self._leaves: list[Leaf] = list(grammar.leaves)
+        # a leaf's tables, filled when a state holding it is first expanded; ignored terminals'
+        # matchers follow the leaves
         self._leaf_trans: list[np.ndarray | None] = [None] * len(self._leaves)
         self._leaf_acc: list[np.ndarray | None] = [None] * len(self._leaves)
+        self._ignore = grammar.ignore
+        self._ignore_leaves: list[int] = []
+        if self._ignore is not None:
+            for m in self._ignore.matchers:
+                self._ignore_leaves.append(len(self._leaf_trans))
+                self._leaf_trans.append(m.trans)
+                self._leaf_acc.append(m.ends)
         self._allowed: dict[int, list[int]] = {}
         self._class_memo: dict[tuple, tuple] = {}
         self._succ: dict[int, list[int]] = {}
         start = self._cont(grammar.rule_start[grammar.start], grammar.max_depth, ROOT)
         leaves, accept = self._closure(start)
-        self._state_of(leaves, accept)
+        self._state_of(frozenset((leaf, q, c, 0) for leaf, q, c in leaves), accept)
 
     # -- configurations ------------------------------------------------------------------------
     def _cont(self, q: int, depth: int, parent: int) -> int:
@@ -194,8 +208,6 @@ class StackDFA:
             c = todo.pop()
             if c == ROOT:
                 accept = True
-                if g.tail is not None:
-                    leaves.add((self._tail_leaf, 0, ROOT))
                 continue
             q, depth, parent = self._conts[c]
             nxt = []
@@ -217,6 +229,8 @@ class StackDFA:
                 if n not in seen:
                     seen.add(n)
                     todo.append(n)
+        if leaves or accept:  # Lark tries the ignored terminals where it may scan or end
+            leaves.update((leaf, 0, cont) for leaf in self._ignore_leaves)
         got = (frozenset(leaves), accept)
         self._closures[cont] = got
         return got
@@ -241,16 +255,20 @@ class StackDFA:
         return got
 
     def _byte_classes(self, leaves: tuple) -> tuple[np.ndarray, list[list[int]]]:
-        """For the leaves' DFA states: which bytes move them alike (class per byte) and, per
-        class, each leaf's next state. Memoized: many sets differ only in continuations."""
-        key = tuple((leaf, q) for leaf, q, _ in leaves)
+        """For the configurations' leaf states and guards: which bytes move them alike (class per
+        byte) and, per class, each leaf's next state (then each guard's, when there are guards).
+        Memoized: many sets differ only in continuations."""
+        key = tuple((leaf, q, g) for leaf, q, _, g in leaves)
         got = self._class_memo.get(key)
         if got is None:
-            for leaf, _ in key:
+            for leaf, _, _ in key:
                 if self._leaf_trans[leaf] is None:
                     dfa = self._leaves[leaf].dfa
                     self._leaf_trans[leaf], self._leaf_acc[leaf] = dfa.trans, dfa.accepting
-            rows = np.stack([self._leaf_trans[leaf][q] for leaf, q in key])  # (n, 256)
+            rows = [self._leaf_trans[leaf][q] for leaf, q, _ in key]
+            if self._ignore is not None:
+                rows += [self._ignore.guards.row(g) for _, _, g in key]
+            rows = np.stack(rows)  # (n, 256)
             n = rows.shape[0]
             if n == 1:
                 keys = rows[0]
@@ -273,16 +291,27 @@ class StackDFA:
         inverse, columns = self._byte_classes(leaves)  # may build a terminal, and fail
         targets = np.full(len(columns), DEAD, np.int32)
         leaf_acc = self._leaf_acc
+        n = len(leaves)
+        ignore = self._ignore
+        first_ignore = self._ignore_leaves[0] if self._ignore_leaves else len(leaf_acc)
         for k, col in enumerate(columns):
             out: set = set()
             accept = False
-            for (leaf, _, cont), q2 in zip(leaves, col):
-                if q2 == DEAD:
+            guards = col[n:] if ignore is not None else [0] * n
+            for (leaf, _, cont, _), q2, g2 in zip(leaves, col, guards):
+                if q2 == DEAD or g2 == DEAD:
                     continue
-                out.add((leaf, q2, cont))
+                if leaf < first_ignore:
+                    out.add((leaf, q2, cont, g2))
+                    after = g2
+                else:  # an ignored terminal: its match may end here, and may go on
+                    m = ignore.matchers[leaf - first_ignore]
+                    if m.goes_on[q2]:
+                        out.add((leaf, q2, cont, g2))
+                    after = ignore.guards.union(g2, m.ahead[q2])
                 if leaf_acc[leaf][q2]:
                     more, acc = self._closure(cont)
-                    out |= more
+                    out.update((l2, q3, c2, after) for l2, q3, c2 in more)
                     accept = accept or acc
             if out or accept:
                 targets[k] = self._state_of(frozenset(out), accept)
@@ -351,6 +380,8 @@ class StackDFA:
             s += 1
         n = len(self._sets)
         trans = self._trans[:n]
+        if self._ignore is not None:
+            trans = _trim(trans, self._acc[:n])
         _, first, byte_class = np.unique(trans, axis=1, return_index=True, return_inverse=True)
         compact = np.ascontiguousarray(trans[:, np.sort(first)])
         # np.unique numbers classes by sorted column content; renumber by first byte
@@ -358,3 +389,25 @@ class StackDFA:
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order))
         return minimize(compact, self._acc[:n].copy(), rank[byte_class.reshape(-1)].astype(np.int32))
+
+
+def _trim(trans: np.ndarray, accepting: np.ndarray) -> np.ndarray:
+    """`trans` without the moves into states that cannot reach an accepting one. Only ignored
+    text makes such states: a guard may kill every way on (`#` in `start: "a"` with
+    `%ignore /#[^\\n]*/`: the comment would swallow the `a`)."""
+    src, byte = np.nonzero(trans != DEAD)
+    dst = trans[src, byte]
+    order = np.argsort(dst, kind="stable")
+    src_by_dst, dst_sorted = src[order], dst[order]
+    bounds = np.searchsorted(dst_sorted, np.arange(len(trans) + 1))
+    live = accepting.copy()
+    todo = np.flatnonzero(live).tolist()
+    while todo:
+        t = todo.pop()
+        for p in src_by_dst[bounds[t]:bounds[t + 1]].tolist():
+            if not live[p]:
+                live[p] = True
+                todo.append(p)
+    if live.all():
+        return trans
+    return np.where((trans != DEAD) & live[np.maximum(trans, 0)], trans, DEAD).astype(np.int32)

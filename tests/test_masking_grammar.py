@@ -1,8 +1,10 @@
 """The grammar → DFA compiler against Lark's own parser (Earley, complete dynamic lexer)."""
 
+import itertools
 import random
 
 import lark
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -324,3 +326,34 @@ def test_a_terminal_that_fails_to_build_while_decoding_can_be_retried(monkeypatc
         except GrammarCompileError as exc:
             assert "grew past" in str(exc)
     assert failures == [1] and dfa.accepts(b"go(xyz)") and not dfa.accepts(b"go()")
+
+
+# %ignore: Lark matches an ignored terminal once where a terminal may start (the match
+# `re.match` finds there), so `#ba` then `ab` is one comment, never a comment and two tokens
+@pytest.mark.parametrize("text, alphabet", [
+    ('start: "a" "b"\n%ignore /#[^\\n]*/\n', "ab#\n"),
+    ('start: "a" "b"\n%ignore /#[^\\n]*/\n%ignore /\\n/\n', "ab#\n"),
+    ('start: "a" "b"\n%ignore /x(ab)*/\n', "abx "),
+    ('start: "a" "b"\n%ignore /a(b*c)?/\n', "abc"),
+    ('start: "a"+ "b"\n%ignore /ba|b/\n', "ab"),      # alternatives in order
+    ('start: "a"+ "b"\n%ignore /b+?/\n', "ab"),       # a lazy repetition: the shortest match
+    ('start: "a" "b"*\nC: "/*" /(.|\\n)*?/ "*/"\n%ignore C\n', "ab/*"),
+    ('start: "a" "b"\nWS: " " | "\\n"\nC: "#" /[^\\n]/*\n%ignore WS\n%ignore C\n', "ab#\n"),
+])
+def test_ignored_terminals_match_as_lark_matches_them(text, alphabet):
+    parser = lark_parser(text)
+    dfa = compile_lark(text).dfa
+    for n in range(6):
+        for chars in itertools.product(alphabet, repeat=n):
+            s = "".join(chars)
+            assert dfa.accepts(s.encode()) == lark_accepts(parser, s), (text, s)
+    # no dead ends: a prefix that only an ignored match blocks is not offered
+    reach = dfa.accepting.copy()
+    for _ in range(dfa.num_states):
+        reach |= ((dfa.trans >= 0) & reach[np.maximum(dfa.trans, 0)]).any(axis=1)
+    assert reach.all()
+
+
+def test_an_ignored_terminal_that_matches_nothing_is_an_error():
+    with pytest.raises(GrammarCompileError, match="terminal E.*empty string"):
+        compile_lark('start: "a"\nE: /x*/\n%ignore E\n')
