@@ -95,7 +95,8 @@ def iter_operations(doc: Mapping[str, Any], source: str = "") -> Iterator[tuple[
             continue
         path, method, item, op = parts
         try:
-            yield op_where, _operation(name, op_id, path, method, item, op, table, version, op_where, source)
+            yield op_where, _operation(name, op_id, path, method, item, op, table, version, op_where,
+                                       source, doc)
         except GrammarError as e:
             yield op_where, e
         except RecursionError:
@@ -119,7 +120,8 @@ def _resolve(table: RefTable, node: Any, where: str, what: str) -> tuple[Any, st
 
 
 def _operation(name: str, op_id: Any, path: str, method: str, item: Mapping, op: Mapping,
-               table: RefTable, version: int, where: str, source: str) -> FunctionSpec:
+               table: RefTable, version: int, where: str, source: str,
+               doc: Mapping[str, Any]) -> FunctionSpec:
     merged: dict[tuple[str, str], tuple[Mapping, str]] = {}
     for level, params in (("item", item.get("parameters")), ("op", op.get("parameters"))):
         if params is None:
@@ -152,26 +154,100 @@ def _operation(name: str, op_id: Any, path: str, method: str, item: Mapping, op:
         required = bool(param.get("required")) or pin == "path"
         default = _default(schema, table)
         arg = taken.take(identifier(pname))
+        style, explode = _serialization(param, pin, version)
         # compared with the name taken, not the identifier: `id` renamed `id_2` by a collision
         # still has to be sent as `id`
         out.append(Parameter(arg, schema, required, default,
                              _text(param.get("description")), "body" if pin == "formData" else pin,
-                             pname if arg != pname else None, schema_at))
+                             pname if arg != pname else None, schema_at, style, explode))
     body = None
+    media_type = None
     if version == 3 and op.get("requestBody") is not None:
         body = _body_v3(op["requestBody"], table, f"{where}/requestBody")
+        if body is not None:
+            body, media_type = body[:-1], body[-1]
     elif body_params:
         param, at = body_params[0]
         if "schema" not in param:
             raise GrammarError(f"body parameter {param.get('name')!r} has no 'schema'", at, "schema")
         body = (param["schema"], f"{at}/schema", bool(param.get("required")), param.get("name") or "body",
                 _text(param.get("description")))
+        media_type = _swagger_media(op, doc, form=False)
+    elif any(p.location == "body" for p in out):  # Swagger 2.0 formData parameters
+        media_type = _swagger_media(op, doc, form=True, files=any(
+            param.get("type") == "file" for (_, pin), (param, _) in merged.items() if pin == "formData"))
+    body_parameter = None
     if body is not None:
-        out += _body_parameters(body, table, taken)
+        added = _body_parameters(body, table, taken)
+        if len(added) == 1 and added[0].source == body[1]:  # the whole body, not its properties
+            body_parameter = added[0].name
+        out += added
     description = _text(op.get("summary")) or _text(op.get("description"))
     return FunctionSpec(name=name, description=description, parameters=tuple(out), defs=table,
                         api_name=op_id if isinstance(op_id, str) and op_id != name else None,
-                        endpoint=f"{method.upper()} {path}", source=where)
+                        endpoint=f"{method.upper()} {path}", source=where,
+                        server=_server(doc, item, op, version), media_type=media_type,
+                        body_parameter=body_parameter)
+
+
+# Swagger 2.0 collectionFormat -> OpenAPI 3 (style, explode); "csv" is its default
+_COLLECTION_FORMATS = {"csv": (None, False), "multi": ("form", True), "ssv": ("spaceDelimited", False),
+                       "pipes": ("pipeDelimited", False), "tsv": ("tabDelimited", False)}
+
+
+def _serialization(param: Mapping, pin: str, version: int) -> tuple[str | None, bool | None]:
+    """(style, explode) as the document states them; None where it says nothing."""
+    if version == 3:
+        style, explode = param.get("style"), param.get("explode")
+        return (style if isinstance(style, str) else None,
+                explode if isinstance(explode, bool) else None)
+    fmt = param.get("collectionFormat", "csv")
+    return _COLLECTION_FORMATS.get(fmt, (None, False)) if pin != "formData" else (None, None)
+
+
+def _swagger_media(op: Mapping, doc: Mapping, *, form: bool, files: bool = False) -> str:
+    consumes = op.get("consumes", doc.get("consumes"))
+    listed = [c for c in consumes if isinstance(c, str)] if isinstance(consumes, list) else []
+    if form:
+        wanted = ("multipart/form-data",) if files else ("application/x-www-form-urlencoded", "multipart/form-data")
+        default = "multipart/form-data" if files else "application/x-www-form-urlencoded"
+    else:
+        wanted, default = ("application/json",), "application/json"
+    for w in wanted:
+        for c in listed:
+            if c.split(";")[0].strip().lower() == w:
+                return c
+    if not form:
+        for c in listed:
+            if "json" in c.lower():
+                return c
+    return default
+
+
+def _server(doc: Mapping, item: Mapping, op: Mapping, version: int) -> str | None:
+    """The operation's base URL: the first server (operation, path item, then document), its
+    variables at their defaults; Swagger 2.0: scheme, host and basePath. May be relative."""
+    if version == 2:
+        base = doc.get("basePath") if isinstance(doc.get("basePath"), str) else ""
+        host = doc.get("host")
+        if not isinstance(host, str) or not host:
+            return base or None
+        schemes = op.get("schemes", doc.get("schemes"))
+        schemes = [x for x in schemes if isinstance(x, str)] if isinstance(schemes, list) else []
+        scheme = "https" if "https" in schemes or not schemes else schemes[0]
+        return f"{scheme}://{host}{base}"
+    for level in (op, item, doc):
+        servers = level.get("servers")
+        if isinstance(servers, list) and servers and isinstance(servers[0], Mapping):
+            url = servers[0].get("url")
+            if not isinstance(url, str):
+                return None
+            variables = servers[0].get("variables")
+            for key, var in (variables.items() if isinstance(variables, Mapping) else ()):
+                if isinstance(var, Mapping) and "default" in var:
+                    url = url.replace("{" + str(key) + "}", str(var["default"]))
+            return url
+    return None
 
 
 def _text(value: Any) -> str:
@@ -232,7 +308,7 @@ def _body_v3(raw: Any, table: RefTable, where: str):
         schema = entry["schema"]
     else:  # e.g. application/octet-stream without a schema: raw content
         schema = {"type": "string", "format": "binary"}
-    return schema, schema_at, bool(body.get("required")), "body", _text(body.get("description"))
+    return schema, schema_at, bool(body.get("required")), "body", _text(body.get("description")), media
 
 
 def _object_properties(schema: Any, table: RefTable, where: str):

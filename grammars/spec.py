@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import keyword
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .request import HttpRequest
 
 __all__ = ["Parameter", "FunctionSpec", "FunctionCall", "NO_RELEVANT_FUNCTION", "NO_DEFAULT"]
 
@@ -35,7 +38,9 @@ class Parameter:
     """One argument. `name` is what calls use (a Python identifier); `api_name` the name in the
     API document when it differs (`X-Request-Id` -> `X_Request_Id`); `location` is OpenAPI's
     `path`, `query`, `header`, `cookie` or `body`; `default` is `NO_DEFAULT` when
-    there is none; `source` is the schema's place in its document (for error messages)."""
+    there is none; `source` is the schema's place in its document (for error messages).
+    `style` and `explode` are OpenAPI's serialization of the value in a request (None: the
+    location's default; Swagger 2.0's `collectionFormat` is read into them)."""
 
     name: str
     schema: Mapping[str, Any] | bool = field(default_factory=dict)
@@ -45,6 +50,8 @@ class Parameter:
     location: str | None = None
     api_name: str | None = None
     source: str = ""
+    style: str | None = None
+    explode: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or keyword.iskeyword(self.name):
@@ -53,7 +60,11 @@ class Parameter:
 
 @dataclass(frozen=True, eq=False)
 class FunctionSpec:
-    """One callable function. `endpoint` is ``"GET /pets/{petId}"`` for OpenAPI operations."""
+    """One callable function. `api_name` is the API's own name when it is not `name` (a Python
+    identifier). For OpenAPI operations: `endpoint` is ``"GET /pets/{petId}"``, `server` the
+    document's base URL for it (None when the document names none), `media_type` the request
+    body's content type, and `body_parameter` the parameter that is the whole body, when the
+    body is not split into one parameter per property."""
 
     name: str
     description: str = ""
@@ -62,6 +73,9 @@ class FunctionSpec:
     api_name: str | None = None
     endpoint: str | None = None
     source: str = ""
+    server: str | None = None
+    media_type: str | None = None
+    body_parameter: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or keyword.iskeyword(self.name):
@@ -152,6 +166,18 @@ class FunctionCall:
         if style == "json":
             return render({"name": self.name, "arguments": self.arguments}, "json")
         raise ValueError(f"unknown style {style!r}: expected 'python' or 'json'")
+
+    def to_api(self, functions: "Sequence[FunctionSpec] | FunctionSpec") -> "FunctionCall":
+        """This call in the API's own names (`math.gcd`, `X-Request-Id`), found in `functions`
+        (see `grammars.api_names`)."""
+        from .api_names import to_api
+        return to_api(self, functions)
+
+    def to_request(self, spec: FunctionSpec, base_url: str | None = None) -> "HttpRequest":
+        """The HTTP request this call of the OpenAPI operation `spec` stands for, sent to
+        `base_url` (default: the document's server); see `grammars.request`."""
+        from .request import build_request
+        return build_request(self, spec, base_url)
 
 
 NO_RELEVANT_FUNCTION = FunctionSpec(
