@@ -61,9 +61,65 @@ def _load_functions(source: Any, where: str) -> list[Any]:
     return functions
 
 
-def _call_json(calls: Sequence[Any]) -> Any:
-    items = [{"name": c.name, "arguments": c.arguments} for c in calls]
+def _call_json(calls: Sequence[Any], grammar_calls: Sequence[Any]) -> Any:
+    """Each call in the API's names, with the grammar's spelling of it under "grammar"."""
+    items = [{"name": c.name, "arguments": c.arguments,
+              "grammar": {"name": g.name, "arguments": g.arguments}}
+             for c, g in zip(calls, grammar_calls)]
     return items[0] if len(items) == 1 else items
+
+
+def _check_request_options(args: argparse.Namespace, functions: Sequence[Any]) -> None:
+    """--request needs OpenAPI operations and a server to send to: checked before the model
+    loads."""
+    from urllib.parse import urlsplit
+
+    if args.base_url is not None:
+        parts = urlsplit(args.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InputError(f"--base-url must be an absolute http(s) URL, got {args.base_url!r}")
+        if not args.request:
+            raise InputError("--base-url is only used with --request")
+    if not args.request:
+        return
+    operations = [f for f in functions if f.endpoint]
+    if not operations:
+        raise InputError(f"--request: {args.apis} holds no HTTP operations (only an OpenAPI "
+                         "document does)")
+    if args.base_url is None:
+        for f in operations:
+            parts = urlsplit(f.server or "")
+            if not parts.scheme or not parts.netloc:
+                raise InputError(f"--request: {args.apis} gives no absolute server URL for "
+                                 f"{f.api_name or f.name} (got {f.server!r}); pass --base-url")
+
+
+def _print_requests(args: argparse.Namespace, result: Any, functions: Sequence[Any]) -> int:
+    """The HTTP request of each call (exit 1 when the answer is not one: no_relevant_function,
+    a value HTTP cannot carry)."""
+    from octogram.grammars import GrammarError
+    from octogram.grammars.api_names import find_function
+
+    from .prompt import with_no_relevant_function
+
+    offered = with_no_relevant_function(functions)
+    requests = []
+    for call in result.grammar_calls or result.calls:
+        spec = find_function(call.name, offered)
+        if not spec.endpoint:
+            _err(f"no request to make: the answer is {result.call_text}")
+            return 1
+        try:
+            requests.append((call.to_api(offered), call.to_request(spec, args.base_url)))
+        except GrammarError as exc:
+            _err(f"the call cannot be sent as a request: {exc}")
+            return 1
+    if args.json:
+        items = [dict(r.to_dict(), call={"name": c.name, "arguments": c.arguments}) for c, r in requests]
+        print(json.dumps(items[0] if len(items) == 1 else items))
+    else:
+        print("\n\n".join(r.to_text() for _, r in requests))
+    return 0
 
 
 def _generator(args: argparse.Namespace) -> Any:
@@ -131,10 +187,11 @@ def _sampling(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_call(args: argparse.Namespace) -> int:
     functions = _load_functions(args.apis, "--apis")
+    _check_request_options(args, functions)
     gen = _generator(args)
     offered = gen.candidates(args.query, functions)
     _info(f"{len(functions)} functions in {args.apis}; offered: "
-          + ", ".join(f.name for f in offered) + ", no_relevant_function")
+          + ", ".join(f.api_name or f.name for f in offered) + ", no_relevant_function")
     start = time.perf_counter()
     result = gen.call(args.query, functions, **_sampling(args))
     seconds = time.perf_counter() - start
@@ -148,7 +205,9 @@ def _cmd_call(args: argparse.Namespace) -> int:
     note = _closed_note(result.stop_reason, args.max_new_tokens)
     if note is not None:
         _warn(f"the answer {note}")
-    shown = _call_json(result.calls)
+    if args.request:
+        return _print_requests(args, result, functions)
+    shown = _call_json(result.calls, result.grammar_calls or result.calls)
     if note is not None and args.json:  # each call object says so too
         for item in shown if isinstance(shown, list) else [shown]:
             item["closed_at_limit"] = True
@@ -384,6 +443,10 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--apis", required=True, metavar="FILE",
                       help="OpenAPI document, tool JSON list, or Python module of functions")
     call.add_argument("--json", action="store_true", help="print the parsed call as JSON")
+    call.add_argument("--request", action="store_true",
+                      help="print the HTTP request the call stands for (OpenAPI documents)")
+    call.add_argument("--base-url", metavar="URL",
+                      help="server to address with --request (default: the document's)")
     _model_options(call)
     generate = sub.add_parser("generate", help="answer a JSONL file of queries, in batches")
     generate.add_argument("--input", required=True, metavar="FILE.jsonl",

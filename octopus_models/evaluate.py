@@ -40,7 +40,8 @@ class Scored:
 
 def _score(row: dict, result: Any, seconds: float) -> Scored:
     valid = result.error is None
-    got = [(c.name, dict(c.arguments)) for c in result.calls] if valid else []
+    # gold calls are in the grammar's identifiers, as parse_call reads them
+    got = [(c.name, dict(c.arguments)) for c in result.grammar_calls] if valid else []
     gold = [(c["name"], dict(c["arguments"])) for c in row["calls"]]
     names = [name for name, _ in got]
     if gold:

@@ -57,20 +57,27 @@ class Decoded:
 
 @dataclass
 class CallResult:
-    """A query's answer: the raw text, and the parsed call(s) or the reason parsing failed."""
+    """A query's answer: the raw text (the grammar's identifiers), and the parsed call(s) in the
+    API's own names (`math.gcd`, `X-Request-Id`) or the reason parsing failed."""
 
     query: str
     text: str
-    calls: list[Any]  # octogram.grammars.FunctionCall, empty when `error` is set
+    calls: list[Any]  # octogram.grammars.FunctionCall in the API's names, empty when `error` is set
     error: str | None
     candidates: list[Any] = field(repr=False, default_factory=list)  # offered FunctionSpecs
     stop_reason: str = "end"
     num_tokens: int = 0
     forced_tokens: int = 0
+    # the same calls as `parse_call` read them, in the grammar's identifiers (`math_gcd`)
+    grammar_calls: list[Any] = field(repr=False, default_factory=list)
 
     @property
     def call_text(self) -> str:
-        return self.text.strip()
+        """The call(s) as text in the API's names (the model's text when it is not a call)."""
+        if self.error is not None or not self.calls:
+            return self.text.strip()
+        texts = [c.to_text() for c in self.calls]
+        return texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
 
 
 def logits_width(model: Any) -> int:
@@ -494,14 +501,17 @@ class OctopusGenerator:
                              close_at_limit=self.close_at_limit and self.mask
                              and self._engine() == "host", on_step=on_step)
             for (query, _), cands, d in zip(part, offered, decoded):
-                calls, error = [], None
+                calls, api_calls, error = [], [], None
                 try:
-                    calls = parse_call(d.text.strip(), with_no_relevant_function(cands), "python")
+                    offered_all = with_no_relevant_function(cands)
+                    calls = parse_call(d.text.strip(), offered_all, "python")
+                    api_calls = [c.to_api(offered_all) for c in calls]
                 except Exception as exc:  # a parse or validation failure is a result, not a crash
+                    calls, api_calls = [], []
                     error = f"{type(exc).__name__}: {exc}"
                     if d.stop_reason == "length":
                         error = (f"stopped after max_new_tokens={max_new_tokens} before the call "
                                  f"ended ({error})")
-                results.append(CallResult(query, d.text, calls, error, cands, d.stop_reason,
-                                          len(d.token_ids), d.forced_tokens))
+                results.append(CallResult(query, d.text, api_calls, error, cands, d.stop_reason,
+                                          len(d.token_ids), d.forced_tokens, calls))
         return results

@@ -49,7 +49,8 @@ def test_call_prints_one_valid_call_and_json_agrees(capsys):
 
     assert main(["call", "What is the weather in Paris?", "--apis", str(WEATHER), "--json"]) == 0
     out, _ = capsys.readouterr()
-    assert json.loads(out) == {"name": calls[0].name, "arguments": calls[0].arguments}
+    call = {"name": calls[0].name, "arguments": calls[0].arguments}  # API names = identifiers here
+    assert json.loads(out) == dict(call, grammar=call)
 
 
 @pytest.mark.slow
@@ -333,8 +334,8 @@ def test_call_closed_at_the_limit_says_so(fake_generator, capsys, as_json):
     warning = [line for line in err.splitlines() if line.startswith("octogram: warning:")]
     assert len(warning) == 1 and "--max-new-tokens=16" in warning[0] and "closed" in warning[0]
     if as_json:
-        assert json.loads(out) == {"name": "get_current_weather", "arguments": {"location": ""},
-                                   "closed_at_limit": True}
+        call = {"name": "get_current_weather", "arguments": {"location": ""}}
+        assert json.loads(out) == dict(call, grammar=call, closed_at_limit=True)
     else:
         assert out.strip() == 'get_current_weather(location="")'
     assert main(["call", "Weather in Paris?", "--apis", str(WEATHER), "--json"]) == 0
@@ -355,3 +356,112 @@ def test_a_cache_dir_that_is_a_file_is_one_line(argv, tmp_path, monkeypatch, cap
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a file, not a folder" in err, err
+
+
+# ----------------------------------------------------------------------------- the API's names
+
+API_TOOLS = [
+    {"type": "function", "function": {"name": "math.gcd", "description": "Greatest common divisor.",
+     "parameters": {"type": "object", "required": ["a", "b"],
+                    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}}},
+]
+API_DOC = {
+    "openapi": "3.0.3", "servers": [{"url": "https://pets.example/v1"}],
+    "paths": {"/pets/{pet-id}": {"patch": {
+        "operationId": "pets.rename",
+        "parameters": [{"name": "pet-id", "in": "path", "required": True, "schema": {"type": "string"}},
+                       {"name": "X-Request-Id", "in": "header", "schema": {"type": "string"}}],
+        "requestBody": {"content": {"application/json": {"schema": {
+            "type": "object", "properties": {"name": {"type": "string"}}}}}},
+        "responses": {"200": {"description": "ok"}}}}},
+}
+ANSWERS = {  # query -> what the (stand-in) model writes, in the grammar's identifiers
+    "gcd of 12 and 18": "math_gcd(a=12, b=18)",
+    "rename pet 7 to Rex": 'pets_rename(pet_id="7", X_Request_Id="r1", name="Rex")',
+    "tell me a joke": 'no_relevant_function(query="tell me a joke")',
+}
+
+
+@pytest.fixture
+def scripted_generator(monkeypatch):
+    """The real OctopusGenerator (candidates, parsing, naming) around a stand-in for `decode`
+    that writes ANSWERS, so these tests need no model."""
+    from octogram.octopus_models import cli
+    from octogram.octopus_models import generate as gen_module
+
+    def fake_decode(model, tokenizer, prompts, grammars=None, **options):
+        texts = [next(t for q, t in ANSWERS.items() if f"Query: {q}" in p) for p in prompts]
+        return [gen_module.Decoded([1, 2], t, "end") for t in texts]
+
+    monkeypatch.setattr(gen_module, "decode", fake_decode)
+    gen = gen_module.OctopusGenerator(None, None, mask=False)
+    monkeypatch.setattr(cli, "_generator", lambda args: gen)
+    return gen
+
+
+@pytest.fixture
+def api_files(tmp_path):
+    tools, doc = tmp_path / "tools.json", tmp_path / "pets.json"
+    tools.write_text(json.dumps(API_TOOLS))
+    doc.write_text(json.dumps(API_DOC))
+    return tools, doc
+
+
+def test_every_output_carries_the_apis_names(scripted_generator, api_files, tmp_path, capsys):
+    tools, doc = api_files
+    (result,) = scripted_generator.call_batch([("gcd of 12 and 18", load(tools))])
+    assert [(c.name, c.arguments) for c in result.calls] == [("math.gcd", {"a": 12, "b": 18})]
+    assert [c.name for c in result.grammar_calls] == ["math_gcd"]
+    assert result.call_text == "math.gcd(a=12, b=18)" and result.text == ANSWERS["gcd of 12 and 18"]
+
+    assert main(["call", "gcd of 12 and 18", "--apis", str(tools)]) == 0
+    assert capsys.readouterr().out == "math.gcd(a=12, b=18)\n"
+    assert main(["call", "rename pet 7 to Rex", "--apis", str(doc), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "name": "pets.rename", "arguments": {"pet-id": "7", "X-Request-Id": "r1", "name": "Rex"},
+        "grammar": {"name": "pets_rename", "arguments": {"pet_id": "7", "X_Request_Id": "r1", "name": "Rex"}}}
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"query": "gcd of 12 and 18", "functions": "tools.json"}) + "\n"
+                    + json.dumps({"query": "rename pet 7 to Rex", "functions": API_DOC}) + "\n")
+    out_file = tmp_path / "out.jsonl"
+    assert main(["generate", "--input", str(rows), "--output", str(out_file)]) == 0
+    got = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [r["calls"] for r in got] == [
+        [{"name": "math.gcd", "arguments": {"a": 12, "b": 18}}],
+        [{"name": "pets.rename", "arguments": {"pet-id": "7", "X-Request-Id": "r1", "name": "Rex"}}]]
+
+
+def test_call_request_prints_the_http_request(scripted_generator, api_files, capsys):
+    _, doc = api_files
+    assert main(["call", "rename pet 7 to Rex", "--apis", str(doc), "--request"]) == 0
+    assert capsys.readouterr().out == ("PATCH https://pets.example/v1/pets/7\nX-Request-Id: r1\n"
+                                       'Content-Type: application/json\n\n{"name":"Rex"}\n')
+    assert main(["call", "rename pet 7 to Rex", "--apis", str(doc), "--request", "--json",
+                 "--base-url", "http://127.0.0.1:8080/api"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "method": "PATCH", "url": "http://127.0.0.1:8080/api/pets/7",
+        "headers": {"X-Request-Id": "r1", "Content-Type": "application/json"},
+        "body": '{"name":"Rex"}',
+        "call": {"name": "pets.rename", "arguments": {"pet-id": "7", "X-Request-Id": "r1", "name": "Rex"}}}
+    # the model declined: there is no request to print
+    assert main(["call", "tell me a joke", "--apis", str(doc), "--request"]) == 1
+    assert "no request to make" in _one_error_line(capsys.readouterr().err)
+
+
+def test_call_request_bad_options_are_one_line(scripted_generator, api_files, tmp_path, capsys):
+    tools, doc = api_files
+    relative = tmp_path / "relative.json"
+    relative.write_text(json.dumps(dict(API_DOC, servers=[{"url": "/v1"}])))
+    for argv, message in [
+        (["--apis", str(tools), "--request"], "holds no HTTP operations"),
+        (["--apis", str(relative), "--request"], "pass --base-url"),
+        (["--apis", str(doc), "--base-url", "http://127.0.0.1:1"], "only used with --request"),
+        (["--apis", str(doc), "--request", "--base-url", "127.0.0.1:1"], "absolute http(s) URL"),
+    ]:
+        assert main(["call", "rename pet 7 to Rex"] + argv) == 2
+        out, err = capsys.readouterr()
+        assert message in _one_error_line(err) and out == ""
+    assert main(["call", "rename pet 7 to Rex", "--apis", str(relative), "--request",
+                 "--base-url", "http://127.0.0.1:1"]) == 0
+    assert capsys.readouterr().out.startswith("PATCH http://127.0.0.1:1/pets/7\n")
