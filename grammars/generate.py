@@ -19,6 +19,7 @@ from . import formats, regex
 from .errors import GrammarError, Reporter
 from .ir import AnyV, Arr, Bool, Def, Int, Lit, Map, Node, Null, Num, Obj, Str, Union
 from .lower import Lowering, collect_warnings, lower_function
+from .regex_size import MAX_PATTERN_STATES
 from .spec import NO_RELEVANT_FUNCTION, FunctionSpec
 from .values import render
 
@@ -333,14 +334,15 @@ def _check_functions(functions: Sequence[FunctionSpec], include_no_relevant: boo
 
 def to_lark(functions: Sequence[FunctionSpec], style: str = "python", *, max_depth: int = 3,
             strict: bool = False, parallel: bool = True, include_no_relevant: bool = True,
-            max_repeat: int = 64) -> str:
+            max_repeat: int = 64, max_pattern_states: int = MAX_PATTERN_STATES) -> str:
     """Lark grammar (start rule `start`) accepting exactly the canonical calls to `functions`.
 
     style: "python" (``f(a=1, b="x")``, values as Python literals) or "json"
     (``{"name": "f", "arguments": {"a": 1, "b": "x"}}``). `parallel` adds the list form
     ``[call, call, ...]``; `include_no_relevant` adds ``no_relevant_function(query="...")`` as a
     call that stands alone. `max_depth` bounds recursive schemas and free-form values;
-    `max_repeat` bounds the lengths and item counts that are expressed. Keywords that are not
+    `max_repeat` bounds the lengths and item counts that are expressed; a `pattern` whose
+    automaton needs more than `max_pattern_states` states is not expressed. Keywords that are not
     expressed are reported as GrammarWarning, or raised as GrammarError when `strict`.
     """
     if style not in STYLES:
@@ -352,7 +354,8 @@ def to_lark(functions: Sequence[FunctionSpec], style: str = "python", *, max_dep
     no_relevant_rule = None
     with deep_recursion():
         for spec in specs:
-            lowering = Lowering(spec.defs, max_depth=max_depth, max_repeat=max_repeat, strict=strict)
+            lowering = Lowering(spec.defs, max_depth=max_depth, max_repeat=max_repeat, strict=strict,
+                                max_pattern_states=max_pattern_states)
             try:
                 params = lower_function(spec, lowering)
             except RecursionError:

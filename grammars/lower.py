@@ -18,7 +18,9 @@ Decisions an engineer needs to know (the README repeats them):
   `multipleOf`, `uniqueItems: true`, `not`, `if`, `dependentRequired`/`dependentSchemas`/
   `dependencies`, `patternProperties`, `propertyNames`, `contains`, `unevaluated*`,
   `min/maxProperties` on closed objects (unless implied), unsupported patterns, unknown or
-  approximate formats, `oneOf` whose branches can overlap, a second pattern/format in `allOf`.
+  approximate formats, `oneOf` whose branches can overlap, a second pattern/format in `allOf`,
+  a pattern whose automaton needs more than `max_pattern_states` states (`regex_size.py`; the
+  report names the function and parameter).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import formats, regex
+from .regex_size import MAX_PATTERN_STATES, exceeds_states
 from .errors import GrammarError, GrammarWarning
 from .ir import AnyV, Arr, Bool, Def, Int, Lit, Map, Node, Null, Num, Obj, Str, Union, union
 from .refs import RefTable, escape_token, graph_of
@@ -93,15 +96,20 @@ class Lowering:
     """Lowers the schemas of one set of `defs` (one document) with fixed depth/repeat bounds."""
 
     def __init__(self, defs: Mapping[str, Any], *, max_depth: int = 3, max_repeat: int = 64,
-                 strict: bool = False):
+                 strict: bool = False, max_pattern_states: int = MAX_PATTERN_STATES):
         if not isinstance(max_depth, int) or max_depth < 0:
             raise GrammarError(f"max_depth must be a non-negative integer, got {max_depth!r}")
         if not isinstance(max_repeat, int) or max_repeat < 1:
             raise GrammarError(f"max_repeat must be a positive integer, got {max_repeat!r}")
+        if isinstance(max_pattern_states, bool) or not isinstance(max_pattern_states, int) \
+                or max_pattern_states < 1:
+            raise GrammarError(f"max_pattern_states must be a positive integer, got {max_pattern_states!r}")
         self.defs, self.max_depth, self.max_repeat, self.strict = defs, max_depth, max_repeat, strict
+        self.max_pattern_states = max_pattern_states
+        self.subject = ""  # the function and parameter being lowered, for reports that need them
         self.graph = graph_of(defs)
         if isinstance(defs, RefTable):
-            self.memo = _CACHES.setdefault(defs, {}).setdefault((max_depth, max_repeat), {})
+            self.memo = _CACHES.setdefault(defs, {}).setdefault((max_depth, max_repeat, max_pattern_states), {})
         else:
             self.memo = {}
         self._frames: list[list[GrammarWarning]] = []
@@ -543,6 +551,12 @@ class Lowering:
                           "the lower one, in a pattern not anchored at the start, is not expressed "
                           "(searching for it from every position needs an automaton of millions "
                           "of states)", loc, "pattern")
+        if pattern is not None and exceeds_states(ast, self.max_pattern_states):
+            self.warn(f"pattern {pattern!r}{self.subject} is not expressed: its automaton needs more than "
+                      f"{self.max_pattern_states} states (max_pattern_states); any string is accepted",
+                      loc, "pattern")
+            lo, hi = self._bounded(min_len, max_len, "minLength", "maxLength", loc)
+            return Str(None, lo, hi)
         return Str(ast)
 
     def _numeric_bounds(self, s: Mapping[str, Any], loc: str):
@@ -793,6 +807,7 @@ def lower_function(spec: Any, lowering: Lowering) -> list[tuple[Any, Node]]:
     out = []
     for p in spec.parameters:
         where = p.source or f"{spec.name}({p.name})"
+        lowering.subject = f" (function {spec.name!r}, parameter {p.name!r})"
         node = lowering.lower(p.schema, lowering.max_depth, where)
         if node is None:
             if p.required:

@@ -155,6 +155,35 @@ def test_unanchored_counted_repeats_stay_small():
     assert len(dfa.trans) < 64
 
 
+def test_a_pattern_whose_automaton_explodes_is_reported_when_the_grammar_is_written():
+    """`[ab]*a[ab]{20}` must remember the last 21 characters (2^21 states): the masking layer
+    would fail seconds and gigabytes into generation. The report names the function, the
+    parameter and the document pointer; strict mode refuses; the limit is an option."""
+    from octogram.grammars import GrammarError, load
+    from octogram.grammars.regex_size import exceeds_states
+
+    tool = {"type": "function", "function": {"name": "find_code", "parameters": {
+        "type": "object", "required": ["code"],
+        "properties": {"code": {"type": "string", "pattern": "^[ab]*a[ab]{20}$"}}}}}
+    specs = load([tool])
+    with pytest.warns(GrammarWarning, match=r"properties/code: pattern .*function 'find_code', "
+                                            r"parameter 'code'.*more than 10000 states") as got:
+        grammar = to_lark(specs)
+    assert [w.message.keyword for w in got if isinstance(w.message, GrammarWarning)] == ["pattern"]
+    lark_parser(grammar).parse('find_code(code="zzz")')  # not expressed: any string
+    with pytest.raises(GrammarError, match="find_code.*max_pattern_states"):
+        to_lark(specs, strict=True)
+    with pytest.raises(GrammarError, match="max_pattern_states must be a positive integer"):
+        to_lark(specs, max_pattern_states=0)
+    # a bound large enough keeps a pattern just within it; small patterns cost their own size
+    ast = regex.full_match(regex.parse("^[ab]*a[ab]{8}$"))
+    assert not exceeds_states(ast, 10_000) and exceeds_states(ast, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tool["function"]["parameters"]["properties"]["code"]["pattern"] = "^[ab]*a[ab]{8}$"
+        to_lark(load([tool]))
+
+
 @pytest.mark.parametrize("pattern, why", [
     ("(?=a)b", "lookaround"), ("\\bword", "boundary"), ("(a)\\1", "backreference"), ("\\p{Graph}+", "property"),
     ("a^b", "anchor"), ("(?i)abc", "flags"), ("a++", "repeat"), ("[z-a]", "order"),
