@@ -6,7 +6,9 @@ exit status 2; `call` exits with 1 when the output is not a valid call (possible
 `--no-mask`, or when even the shortest completion of the call does not fit in
 `--max-new-tokens`: a masked answer that would run past it is closed with that completion,
 and a warning on stderr says so, as does `"closed_at_limit": true` in `--json` and `generate`
-rows). `generate` writes a row per input row (one that fails is an error row, `"stop_reason":
+rows). Calls are printed in the API's own names; `call --request` prints the HTTP request of an
+OpenAPI call instead and exits 1 when the answer is `no_relevant_function`. `generate` writes a
+row per input row (one that fails is an error row, `"stop_reason":
 "error"`) into a temporary file that replaces `--output` when the run ends.
 """
 
