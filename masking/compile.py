@@ -9,7 +9,7 @@ from typing import Sequence
 from . import cache as fsm_cache
 from .automaton import DFA
 from .fsm import TokenFSM
-from .grammar import DEFAULT_MAX_RECURSION_DEPTH, compile_parsed, grammar_hash, parse_lark
+from .grammar import DEFAULT_MAX_RECURSION_DEPTH, check_options, compile_parsed, grammar_hash, parse_lark
 from .vocab_index import vocab_index
 
 
@@ -25,6 +25,7 @@ def compile_grammar(grammar: str, vocabulary, *, start: str = "start",
     masks of new states cost a crossing each. A lazy compile is not saved (it is incomplete), but
     it still loads a cached full compile when there is one.
     """
+    check_options(start, max_recursion_depth)
     eos = list(vocabulary.eos_token_ids)
     index = vocab_index(vocabulary)
 

@@ -41,6 +41,7 @@ from .regex import literal as literal_tree
 from .regex import normalize, parse_regex
 
 DEFAULT_MAX_RECURSION_DEPTH = 5
+MAX_RECURSION_DEPTH = 1000  # every level is a copy of the recursive rules' states
 COMPILER_VERSION = "octogram-fsm-3"  # 3: %ignore matched as Lark matches it
 
 # Lark's common ESCAPED_STRING body is `.*?` followed by a lookbehind; as whole-string regexes
@@ -63,10 +64,21 @@ def _wrap_lark_error(exc: Exception) -> GrammarCompileError:
                                where="grammar")
 
 
+def check_options(start: str, max_recursion_depth: int) -> None:
+    """The compile options, checked before any work (a bad one is a GrammarCompileError)."""
+    if not isinstance(start, str) or not start:
+        raise GrammarCompileError(f"start must be a rule name (a non-empty str), got {start!r}",
+                                  where="compile_grammar")
+    if isinstance(max_recursion_depth, bool) or not isinstance(max_recursion_depth, int) \
+            or not 0 <= max_recursion_depth <= MAX_RECURSION_DEPTH:
+        raise GrammarCompileError(f"max_recursion_depth must be an integer in [0, "
+                                  f"{MAX_RECURSION_DEPTH}], got {max_recursion_depth!r}",
+                                  where="compile_grammar")
+
+
 def compile_lark(text: str, *, start: str = "start", import_paths=(),
                  max_recursion_depth: int = DEFAULT_MAX_RECURSION_DEPTH) -> CompiledGrammar:
-    if max_recursion_depth < 0:
-        raise GrammarCompileError("max_recursion_depth must be >= 0", where="compile_grammar")
+    check_options(start, max_recursion_depth)
     grammar, used_files = parse_lark(text, import_paths)
     return compile_parsed(grammar, grammar_hash(text, used_files, start, max_recursion_depth),
                           start=start, max_recursion_depth=max_recursion_depth)
@@ -137,7 +149,8 @@ class _Compiler:
         while stack:
             node = stack.pop()
             if isinstance(node, Tree):
-                stack.extend(node.children)
+                # `a -> name` names the tree Lark builds; `name` is no rule
+                stack.extend(node.children[:1] if node.data == "alias" else node.children)
             elif isinstance(node, NonTerminal):
                 if node.name not in self.rules:
                     raise GrammarCompileError(f"rule {node.name!r} is used but not defined",
@@ -204,6 +217,7 @@ class _Compiler:
         """An ignored terminal's regex as Lark joins it (the order of alternatives is Lark's, and
         decides which match `re` picks), parsed with its lazy repetitions marked."""
         where = f"terminal {name}"
+        self._check_terminal(name)
         try:
             pat = (PrepareLiterals() * TerminalTreeToPattern()).transform(nr_deepcopy_tree(self.terms[name]))
         except (LarkGrammarError, LarkError) as exc:
@@ -278,6 +292,10 @@ class _Compiler:
     def _check_terminal(self, name: str) -> None:
         if name not in self.terms:
             raise GrammarCompileError(f"terminal {name!r} is used but not defined", where="grammar")
+        if self.terms[name] is None:
+            raise GrammarCompileError("a %declare'd terminal has no pattern to match (a custom "
+                                      "lexer makes its tokens); define it to use it here",
+                                      where=f"terminal {name}")
         if name in self.term_stack:
             raise GrammarCompileError("terminals cannot be recursive", where=f"terminal {name}")
 

@@ -78,6 +78,9 @@ class Grammar:
         got = self._live.get(depth)
         if got is not None:
             return got
+        if depth > 0 and self.heads and depth - 1 not in self._live:
+            for d in range(depth):  # from the bottom up: each depth reads the one below
+                self.live(d)
         n = len(self.edges)
         lower = self.live(depth - 1) if depth > 0 and self.heads else None
         preds: list[list[tuple[int, int]]] = [[] for _ in range(n)]

@@ -124,6 +124,8 @@ def test_mandatory_recursion_past_the_depth_is_an_error():
     ('start: "a" (\n', "grammar"),                              # syntax error
     ('s: "a"\n', "start"),                                     # no start rule
     ('start: _t{"a"}\n_t{x}: x\n', "template"),
+    ('start: "a" X\n%declare X\n', "terminal X: a %declare'd terminal"),
+    ('start: "a"\n%declare X\n%ignore X\n', "terminal X: a %declare'd terminal"),
 ])
 def test_bad_grammars_are_clear_errors(text, message):
     with pytest.raises(GrammarCompileError, match=message):
@@ -357,3 +359,30 @@ def test_ignored_terminals_match_as_lark_matches_them(text, alphabet):
 def test_an_ignored_terminal_that_matches_nothing_is_an_error():
     with pytest.raises(GrammarCompileError, match="terminal E.*empty string"):
         compile_lark('start: "a"\nE: /x*/\n%ignore E\n')
+
+
+def test_a_lark_alias_names_the_tree_not_a_rule():
+    dfa = compile_lark('start: "a" b -> foo\n  | "b" -> bar\nb: "c" -> baz\n').dfa
+    assert dfa.accepts(b"ac") and dfa.accepts(b"b") and not dfa.accepts(b"a")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"start": None}, "start must be a rule name"),
+    ({"start": ""}, "start must be a rule name"),
+    ({"max_recursion_depth": "3"}, "max_recursion_depth must be an integer"),
+    ({"max_recursion_depth": -1}, "max_recursion_depth must be an integer"),
+    ({"max_recursion_depth": 10**6}, "max_recursion_depth must be an integer in \\[0, 1000\\]"),
+])
+def test_bad_compile_options_are_clear_errors(options, message):
+    from octogram.masking import compile_grammar
+
+    with pytest.raises(GrammarCompileError, match=message):
+        compile_lark('start: "a"\n', **options)
+    with pytest.raises(GrammarCompileError, match=message):  # before the vocabulary is read
+        compile_grammar('start: "a"\n', None, **options)
+
+
+def test_the_deepest_recursion_bound_compiles():
+    dfa = compile_lark('start: a\na: "(" a ")" | "x"\n', max_recursion_depth=1000).dfa
+    assert dfa.accepts(b"(" * 999 + b"x" + b")" * 999)
+    assert not dfa.accepts(b"(" * 1000 + b"x" + b")" * 1000)
