@@ -36,7 +36,7 @@ _YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: 
 def read_document(path: Path) -> Any:
     """Parse a JSON or YAML file; syntax errors name the file, line and column."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark is no content
     except FileNotFoundError:
         raise GrammarError("no such file", str(path)) from None
     except (OSError, UnicodeDecodeError) as e:
@@ -51,6 +51,8 @@ def read_document(path: Path) -> Any:
             raise GrammarError(f"invalid JSON: {e.msg}", f"{path}:{e.lineno}:{e.colno}") from None
         except RecursionError:
             raise GrammarError("invalid JSON: nested too deeply", str(path)) from None
+        except ValueError as e:  # an integer past Python's digit limit for str -> int
+            raise GrammarError(f"invalid JSON: {e}", str(path)) from None
     try:
         loader = _YamlLoader(text)
         try:

@@ -16,6 +16,7 @@ import dataclasses
 import enum
 import inspect
 import re
+import sys
 import types
 import typing
 import warnings
@@ -187,11 +188,22 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return _summary(doc), described
 
 
+def _place(fn: Any, qualname: str) -> str:
+    """Where a function comes from, as the user knows it: in a file loaded by path, the path
+    (not the name it was imported under) and the line."""
+    name = getattr(fn, "__module__", None) or "?"
+    module = sys.modules.get(name)
+    if name.startswith("_octogram_functions_") and getattr(module, "__file__", None):
+        line = getattr(getattr(fn, "__code__", None), "co_firstlineno", None)
+        return f"{module.__file__}:{line} ({qualname})" if line else f"{module.__file__} ({qualname})"
+    return f"{name}.{qualname}"
+
+
 def from_callable(fn: Any, *, strict: bool = False, names: NameTable | None = None) -> FunctionSpec:
     """The FunctionSpec of a Python function (or any callable with a signature)."""
     target = fn
     raw_name = getattr(fn, "__name__", None) or type(fn).__name__
-    where = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', raw_name)}"
+    where = _place(fn, getattr(fn, "__qualname__", raw_name))
     try:
         sig = inspect.signature(target)
     except (TypeError, ValueError) as e:

@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import json
 import random
+import re
 import textwrap
 import warnings
 from typing import Literal, Optional, TypedDict
@@ -509,6 +510,25 @@ def test_deeply_nested_json_is_one_error(tmp_path):
     path = tmp_path / "deep.json"
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(GrammarError, match="nested too deeply"):
+        load(path)
+
+
+def test_a_byte_order_mark_is_read_and_huge_integers_are_one_error(tmp_path):
+    tool = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer", "default": 1}}}}}]
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(tool).encode())
+    assert [s.name for s in load(bom)] == ["f"]
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps(tool).replace('"default": 1', '"default": ' + "9" * 5000))
+    with pytest.raises(GrammarError, match="big.json: invalid JSON: .*4300 digits"):
+        load(big)
+
+
+def test_errors_in_a_python_api_file_name_the_file(tmp_path):
+    path = tmp_path / "api.py"
+    path.write_text('def f(x: "Undefined[int]"):\n    """Doc."""\n')
+    with pytest.raises(GrammarError, match=f"{re.escape(str(path))}:1 \\(f\\): cannot resolve the type hints"):
         load(path)
 
 
