@@ -251,7 +251,12 @@ def _read_jsonl(path: Path, root: Path | None = None,
     root = path.parent if root is None else root
     requests: list[tuple[str, list[Any]]] = []
     loaded: dict[str, list[Any]] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark is no content
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--input: {path} is not UTF-8 text (byte {exc.start + 1} is "
+                         f"{exc.object[exc.start:exc.start + 1]!r})") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -259,6 +264,8 @@ def _read_jsonl(path: Path, root: Path | None = None,
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"{where}: not valid JSON ({exc.msg})") from exc
+        except (ValueError, RecursionError) as exc:  # a number past 4,300 digits, deep nesting
+            raise InputError(f"{where}: not usable JSON ({exc or 'nested too deeply'})") from None
         if not isinstance(row, dict) or not isinstance(row.get("query"), str) \
                 or not row["query"].strip():
             raise InputError(f"{where}: each row needs a non-empty string 'query'")

@@ -242,6 +242,27 @@ def test_bad_input_is_one_line_before_the_model_loads(no_model, tmp_path, capsys
     assert rows.read_text() == before  # the input is never touched
 
 
+@pytest.mark.parametrize("row, message", [
+    (b'{"query": "caf\xe9", "functions": "weather.json"}', "is not UTF-8 text (byte 15"),
+    (b'{"query": "q", "functions": "weather.json", "n": ' + b"9" * 5000 + b"}", "rows.jsonl:1: not usable JSON"),
+    (b'{"query": "q", "functions": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "rows.jsonl:1: not usable JSON"),
+])
+def test_bad_rows_are_one_line_before_the_model_loads(no_model, tmp_path, capsys, row, message):
+    rows = _rows_file(tmp_path)
+    rows.write_bytes(row + b"\n")
+    assert main(["generate", "--input", str(rows)]) == 2
+    out, err = capsys.readouterr()
+    assert message in _one_error_line(err) and out == ""
+
+
+def test_rows_with_a_byte_order_mark_are_read(tmp_path):
+    from octopus_models import cli
+
+    rows = _rows_file(tmp_path)
+    rows.write_bytes(b"\xef\xbb\xbf" + rows.read_bytes())
+    assert [q for q, _ in cli._read_jsonl(rows)] == ["What is the weather in Paris?"]
+
+
 class _FakeGenerator:
     """Stands in for OctopusGenerator: a call per query, closed at the limit for queries with
     "long", a TypeError (as the tokenizer's) for a query that is not valid text, and an
