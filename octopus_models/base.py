@@ -43,7 +43,8 @@ from typing import IO, Any
 import torch
 
 __all__ = ["AdapterError", "ModelLoadError", "apply_lora", "cache_dir", "default_model_dir",
-           "load_model", "DEFAULT_ADAPTER", "default_adapter_dir", "check_adapter"]
+           "load_model", "DEFAULT_ADAPTER", "default_adapter_dir", "check_adapter",
+           "check_model_dir"]
 
 DEFAULT_MODEL_NAME = "gemma-3-270m"
 _MARKER = "octogram-model.json"  # written last inside the temp folder: a folder with it is whole
@@ -313,17 +314,21 @@ def load_model(model_dir: str | Path | None = None, *,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = default_model_dir(quiet=quiet) if model_dir is None else Path(model_dir)
-    if not path.is_dir():
-        raise ModelLoadError(f"load_model: model folder {path} does not exist")
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(f"load_model: {path} has no config.json; it is not a Hugging Face "
-                             "model folder")
+    check_model_dir(path)
     if not quiet:
         _say(f"loading model from {path}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelLoadError(f"load_model: cannot load the tokenizer of {path}: {exc}") from exc
+    # A tokenizer class whose vocabulary file is missing can still build, holding only its
+    # special tokens (Gemma's: 5); every grammar would then fail to compile, far from the cause.
+    if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
+        raise ModelLoadError(f"load_model: the tokenizer of {path} holds only its "
+                             f"{len(tokenizer)} special tokens; its vocabulary file is missing")
+    try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelLoadError(f"load_model: cannot load {path}: {exc}") from exc
     if adapter is not None:
         apply_lora(model, adapter)
@@ -332,18 +337,95 @@ def load_model(model_dir: str | Path | None = None, *,
     return model, tokenizer
 
 
+#: Files that hold a tokenizer's vocabulary, in the layouts transformers reads (fast tokenizer,
+#: SentencePiece, BPE/WordPiece vocabularies, Mistral's tekken, tiktoken).
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model",
+                    "vocab.json", "vocab.txt", "tekken.json")
+
+
+def check_model_dir(path: str | Path) -> None:
+    """Raise ModelLoadError unless `path` looks like a loadable Hugging Face causal-LM folder:
+    a `config.json` holding a JSON object, and a tokenizer vocabulary file. Reads no weights."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelLoadError(f"load_model: model folder {path} does not exist"
+                             if not path.exists() else f"load_model: {path} is not a folder")
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(f"load_model: {path} has no config.json; it is not a Hugging Face "
+                             "model folder")
+    try:
+        data = json.loads(config.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelLoadError(f"load_model: {config} is not readable JSON "
+                             f"({exc or 'nested too deeply'})") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"load_model: {config} holds a JSON {type(data).__name__}, not an "
+                             "object")
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES) \
+            and not any(path.glob("*.tiktoken")):
+        raise ModelLoadError(f"load_model: {path} has no tokenizer files (one of "
+                             f"{', '.join(_TOKENIZER_FILES)})")
+
+
+def _adapter_config(config_path: Path) -> dict[str, Any]:
+    """`adapter_config.json`, read and checked field by field (the merger's formula needs an
+    integer rank, a number alpha and a list of module names)."""
+    try:
+        config = json.loads(config_path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:  # also not UTF-8, or too deep
+        raise AdapterError(f"{config_path}: not valid JSON ({exc or 'nested too deeply'})") \
+            from None
+    if not isinstance(config, dict):
+        raise AdapterError(f"{config_path}: expected a JSON object, got a JSON "
+                           f"{type(config).__name__}")
+    for key in ("use_dora", "fan_in_fan_out"):
+        if config.get(key):
+            raise AdapterError(f"{config_path}: '{key}: true' is not supported by the merger")
+    for key in ("rank_pattern", "alpha_pattern", "modules_to_save"):
+        if config.get(key):
+            raise AdapterError(f"{config_path}: '{key}' is not supported by the merger")
+    for key, kind in (("r", "an integer"), ("lora_alpha", "a number")):
+        if key not in config:
+            raise AdapterError(f"{config_path}: needs integer 'r' and number 'lora_alpha' "
+                               f"('{key}' is missing)")
+        value = config[key]
+        # bool is an int in Python, and "8" is what a hand-edited file often holds: both refused
+        if isinstance(value, bool) or not isinstance(value, int if key == "r" else (int, float)):
+            raise AdapterError(f"{config_path}: '{key}' must be {kind}, got {value!r}")
+    if config["r"] <= 0:
+        raise AdapterError(f"{config_path}: 'r' must be positive, got {config['r']}")
+    if not math.isfinite(config["lora_alpha"]):
+        raise AdapterError(f"{config_path}: 'lora_alpha' must be finite, got "
+                           f"{config['lora_alpha']}")
+    targets = config.get("target_modules")
+    if not (targets is None or isinstance(targets, str)
+            or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))):
+        raise AdapterError(f"{config_path}: 'target_modules' must be a list of module names "
+                           f"(or one name), got {targets!r}")
+    if not isinstance(config.get("use_rslora", False), (bool, type(None))):
+        raise AdapterError(f"{config_path}: 'use_rslora' must be true or false, got "
+                           f"{config['use_rslora']!r}")
+    return config
+
+
 def check_adapter(adapter: str | Path) -> dict[str, Any]:
     """The adapter's card (empty if it has none), checked for this prompt format, before any
-    model is loaded."""
+    model is loaded; its config and the header of its weights file are checked too (AdapterError
+    naming the file)."""
     from .prompt import PROMPT_FORMAT_VERSION
 
     weights, config = _adapter_files(adapter)
+    _adapter_config(config)
+    problem = _safetensors_problem(weights)
+    if problem is not None:
+        raise AdapterError(f"adapter {adapter}: {problem}")
     card_path = weights.with_name(_CARD)
     if not card_path.is_file():
         return {}
     try:
-        card = json.loads(card_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        card = json.loads(card_path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:
         raise AdapterError(f"{card_path}: not valid JSON ({exc})") from exc
     if not isinstance(card, dict):
         raise AdapterError(f"{card_path}: expected a JSON object")
@@ -379,28 +461,20 @@ def apply_lora(model: torch.nn.Module, adapter: str | Path) -> list[str]:
     from safetensors.torch import load_file
 
     weights_path, config_path = _adapter_files(adapter)
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise AdapterError(f"{config_path}: not valid JSON ({exc})") from exc
-    for key in ("use_dora", "fan_in_fan_out"):
-        if config.get(key):
-            raise AdapterError(f"{config_path}: '{key}: true' is not supported by the merger")
-    for key in ("rank_pattern", "alpha_pattern", "modules_to_save"):
-        if config.get(key):
-            raise AdapterError(f"{config_path}: '{key}' is not supported by the merger")
-    try:
-        rank, alpha = int(config["r"]), float(config["lora_alpha"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AdapterError(f"{config_path}: needs integer 'r' and number 'lora_alpha'") from exc
-    if rank <= 0:
-        raise AdapterError(f"{config_path}: 'r' must be positive, got {rank}")
+    config = _adapter_config(config_path)
+    rank, alpha = config["r"], float(config["lora_alpha"])
     scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
     targets = config.get("target_modules")
     if isinstance(targets, str):
         targets = [targets]
 
-    tensors = load_file(str(weights_path))
+    problem = _safetensors_problem(weights_path)
+    if problem is not None:
+        raise AdapterError(f"adapter {adapter}: {problem}")
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as exc:  # safetensors' own error type is not importable everywhere
+        raise AdapterError(f"{weights_path}: not a readable safetensors file ({exc})") from None
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         for part in ("lora_A", "lora_B"):

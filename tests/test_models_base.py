@@ -227,3 +227,103 @@ def test_only_dead_conversion_folders_are_removed(tmp_path):
     assert sorted(removed) == sorted([dead, old])
     assert live.is_dir() and recent.is_dir() and other.is_dir()
     assert not dead.exists() and not old.exists()
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Loading model weights fails the test: these errors must come before it."""
+    import transformers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model weights were loaded before the error was found")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+
+
+def _tiny_adapter(tiny_dir, path: Path) -> Path:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny_dir))
+    _write_adapter(path, model, ["q_proj"])
+    return path
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b"\xff" * 8 + b[8:], "header of 18446744073709551615 bytes runs past the end"),
+    (lambda b: b[: len(b) // 2], "its header needs"),
+    (lambda b: b[:5], "too short for a safetensors header"),
+    (lambda b: b[:8] + b"{" * (len(b) - 8), "unreadable safetensors header"),
+])
+def test_corrupt_adapter_weights_are_an_adapter_error_before_loading(
+        tiny_dir, tmp_path, no_weights, damage, message):
+    adapter = _tiny_adapter(tiny_dir, tmp_path / "adapter")
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(AdapterError, match=message):
+        load_model(tiny_dir, adapter=adapter, quiet=True)
+    with pytest.raises(AdapterError, match=message):
+        apply_lora(torch.nn.Linear(2, 2), adapter)
+
+
+@pytest.mark.parametrize("config, message", [
+    ("[1, 2]", "expected a JSON object, got a JSON list"),
+    ('"r"', "expected a JSON object, got a JSON str"),
+    ("{", "not valid JSON"),
+    (b"\xff\xfe", "not valid JSON"),
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
+    ({"r": "4", "lora_alpha": 8}, "'r' must be an integer, got '4'"),
+    ({"r": 4.5, "lora_alpha": 8}, "'r' must be an integer"),
+    ({"r": True, "lora_alpha": 8}, "'r' must be an integer"),
+    ({"r": 0, "lora_alpha": 8}, "'r' must be positive"),
+    ({"r": 4, "lora_alpha": "8"}, "'lora_alpha' must be a number"),
+    ({"r": 4, "lora_alpha": 1e999}, "'lora_alpha' must be finite"),
+    ({"r": 4}, "'lora_alpha' is missing"),
+    ({"r": 4, "lora_alpha": 8, "target_modules": 5}, "'target_modules' must be a list"),
+    ({"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", 1]}, "'target_modules' must be"),
+    ({"r": 4, "lora_alpha": 8, "use_rslora": "yes"}, "'use_rslora' must be true or false"),
+])
+def test_bad_adapter_config_is_an_adapter_error_before_loading(tiny_dir, tmp_path, no_weights,
+                                                               config, message):
+    adapter = _tiny_adapter(tiny_dir, tmp_path / "adapter")
+    target = adapter / "adapter_config.json"
+    if isinstance(config, dict):
+        target.write_text(json.dumps(config))
+    elif isinstance(config, bytes):
+        target.write_bytes(config)
+    else:
+        target.write_text(config)
+    with pytest.raises(AdapterError, match=message):
+        load_model(tiny_dir, adapter=adapter, quiet=True)
+    with pytest.raises(AdapterError, match=message):
+        apply_lora(torch.nn.Linear(2, 2), adapter)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "config.json").write_text("[1, 2]"), "holds a JSON list, not an object"),
+    (lambda d: (d / "config.json").write_text("{"), "config.json is not readable JSON"),
+    (lambda d: (d / "config.json").write_bytes(b"\xff"), "config.json is not readable JSON"),
+    (lambda d: (d / "tokenizer.json").unlink(), "has no tokenizer files"),
+])
+def test_broken_model_folder_is_a_model_load_error_before_loading(tiny_dir, tmp_path, no_weights,
+                                                                  damage, message):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_dir, folder)
+    damage(folder)
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(folder, quiet=True)
+
+
+def test_tokenizer_of_only_special_tokens_is_refused(tmp_path, no_weights):
+    """A Gemma folder whose tokenizer.json is gone still builds a GemmaTokenizer, of its 5
+    special tokens; a vocabulary file of another name must not hide that."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "GemmaTokenizer", "backend": "tokenizers", "bos_token": "<bos>",
+        "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>"}))
+    (folder / "vocab.txt").write_text("")  # not a file GemmaTokenizer reads
+    with pytest.raises(ModelLoadError, match="holds only its 5 special tokens"):
+        load_model(folder, quiet=True)
