@@ -10,15 +10,15 @@ front that the vocabulary spells every byte the grammar uses, and compile eagerl
 from __future__ import annotations
 
 from collections import deque
-from pathlib import Path
-from types import ModuleType
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 
-from ..kernels import native
+from . import matcher_step
 from .automaton import DFA
 from .errors import GrammarCompileError
+from .matcher import Matcher
 from .token_fsm import RowStore, StateResult, cross_state, state_result
 from .vocab_index import VocabIndex
 
@@ -27,34 +27,14 @@ def bitmask_words(vocab_size: int) -> int:
     return (vocab_size + 31) // 32
 
 
-def native_record(rows: RowStore, row: int, exc_tokens: np.ndarray, exc_next: np.ndarray,
-                  default: int, vocab_size: int) -> bytes | tuple[bytes, bytes]:
-    """One state as matcher_step.c reads it (the layout is described there): its fixed fields,
-    its row when sparse, and its exceptions in one bytes object; beside it, the shared row
-    when dense."""
-    plan = rows.fill_plans[row]
-    tokens = np.ascontiguousarray(exc_tokens, np.int32)
-    nxt = np.ascontiguousarray(exc_next, np.int32)
-    if plan is None:
-        head, sparse = (default, vocab_size, 0, 0, 0, tokens.size), ()
-    else:
-        head = (default, vocab_size, 1, int(plan[0]), plan[1].size, tokens.size)
-        sparse = (np.ascontiguousarray(plan[1], np.int32).tobytes(),
-                  np.ascontiguousarray(plan[2], np.int32).tobytes())
-    packed = b"".join((np.array(head, np.int64).tobytes(), *sparse, tokens.tobytes(), nxt.tobytes()))
-    return packed if plan is not None else (packed, rows.bits(row))
+class StepInputs(NamedTuple):
+    """What a decode-step cursor (masking/matcher_step.py) reads from its `TokenFSM`, besides
+    the attributes `words`, `start_state`, `eos_token_ids` and the methods `step`,
+    `fill_row`, `mask_row`, `finished_row`, `finished_row_numpy` and `finished_row_bytes`."""
 
-
-_STEP_SOURCE = Path(__file__).with_name("matcher_step.c")
-_step_module: ModuleType | bool | None = None  # False: it cannot be built here
-
-
-def native_step() -> ModuleType | None:
-    """matcher_step.c, built on first use; None where it cannot be (the Python step then runs)."""
-    global _step_module
-    if _step_module is None:
-        _step_module = native.load_extension(_STEP_SOURCE) or False
-    return _step_module or None
+    records: list  # each state's record, None until made; grows in place as the FSM does
+    make_record: Callable[[int], bytes | tuple]  # a state's record, making the state first
+    next_state: Callable[[int, int], int]  # an allowed token's next state (by-length states)
 
 
 class TokenFSM:
@@ -108,7 +88,8 @@ class TokenFSM:
     def _store(self, s: int, r: StateResult) -> None:
         self._states[s] = r
         # the record is made now, not in the first decode step to reach the state
-        self._records[s] = self._step_record(r) if native_step() is not None else None
+        self._records[s] = (matcher_step.state_record(self._rows, r, self.vocab_size)
+                            if matcher_step.load() is not None else None)
 
     def compile_all(self) -> "TokenFSM":
         """Compute every reachable state, then drop states that can never finish."""
@@ -190,10 +171,10 @@ class TokenFSM:
     def step(self, s: int, token_id: int) -> int:
         """The state after `token_id`, or -1 if the token is not allowed in `s` (the hot path of
         a decode step: one bit test and one binary search, in C where matcher_step.c is built)."""
-        step = _step_module or native_step()
+        step = matcher_step.load()
         if step is not None:
             record = self._records[s] if s < len(self._records) else None
-            nxt = step.next_state(record or self._record(s), token_id)
+            nxt = step.next_state(record or self.record(s), token_id)
             return nxt if nxt != -2 else self._states[s].next_state(token_id)
         r = self._states[s] if s < len(self._states) else None
         if r is None:
@@ -207,24 +188,18 @@ class TokenFSM:
             return -1
         return r.next_state(token_id)
 
-    def _step_record(self, r: StateResult) -> bytes | tuple:
-        """State `r` as matcher_step.c reads it. The state's exceptions are then read from the
-        record, so that they are not held twice."""
-        record = native_record(self._rows, r.row, r.exc_tokens, r.exc_next,
-                               r.default if r.length_next is None else -2, self.vocab_size)
-        packed = record if type(record) is bytes else record[0]
-        n = r.exc_tokens.size
-        r.share_exceptions(np.frombuffer(packed, np.int32, n, len(packed) - 8 * n),
-                           np.frombuffer(packed, np.int32, n, len(packed) - 4 * n))
-        return record
-
-    def _record(self, s: int) -> bytes | tuple:
-        """State `s`'s record, computing the state first if needed (a cursor's make_record)."""
+    def record(self, s: int) -> bytes | tuple:
+        """State `s` as matcher_step.c reads it, computing the state first if needed."""
         self.state(s)
         record = self._records[s]
         if record is None:  # made while the native step was off
-            record = self._records[s] = self._step_record(self._states[s])
+            record = self._records[s] = matcher_step.state_record(self._rows, self._states[s],
+                                                                   self.vocab_size)
         return record
+
+    def step_inputs(self) -> StepInputs:
+        """What a decode-step cursor needs of this FSM (see `StepInputs`)."""
+        return StepInputs(self._records, self.record, self.next_state)
 
     def next_state(self, s: int, token_id: int) -> int:
         """The state after `token_id` (which must be allowed in `s`)."""
@@ -255,9 +230,9 @@ class TokenFSM:
 
     def fill_address(self, address: int, s: int) -> None:
         """Write state `s`'s mask to `words` int32 words at `address` (memory the caller holds,
-        e.g. a contiguous CPU tensor); needs `native_step()`."""
+        e.g. a contiguous CPU tensor); needs the native step (`matcher_step.load()`)."""
         record = self._records[s] if s < len(self._records) else None
-        _step_module.fill(address, self.words, record or self._record(s))
+        matcher_step.load().fill(address, self.words, record or self.record(s))
 
     def finished_row(self) -> torch.Tensor:
         """The mask after EOS was consumed: only EOS again (what padding of a finished row needs)."""
@@ -276,8 +251,7 @@ class TokenFSM:
             self._finished_bytes = self.finished_row_numpy().tobytes()
         return self._finished_bytes
 
-    def matcher(self, max_rollback: int | None = None) -> "Matcher":
-        from .matcher import Matcher
+    def matcher(self, max_rollback: int | None = None) -> Matcher:
         return Matcher(self, max_rollback)
 
     # -- device tables -------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 /* The decode-step hot path of a token FSM, as a CPython extension (built by kernels/native.py).
  *
  * A step in Python is a dozen attribute lookups and calls; here it is one call. The Python
- * versions (TokenFSM.step, RowStore.fill, matcher.PyCursor) give the same results and run where
- * this cannot be built; tests compare the two.
+ * versions (TokenFSM.step, RowStore.fill, matcher_step.PyCursor) give the same results and
+ * run where this cannot be built; tests compare the two.
  *
  * Cursor is one sequence's position (Matcher's state): its history of states, advance, rollback
  * and fill_bitmask, so that a decode step is two C calls and no Python frame.
  *
- * A state's record is made once per state by fsm.native_record. Its fixed part and arrays sit
- * in one bytes object, so a step reads a few adjacent cache lines instead of chasing a tuple
- * of Python objects (on the benchmark's walks those misses were half of a fill's time):
+ * A state's record is made once per state by matcher_step.py (pack_record). Its fixed part
+ * and arrays sit in one bytes object, so a step reads a few adjacent cache lines instead of
+ * chasing a tuple of Python objects (on the benchmark's walks those misses were half of a
+ * fill's time):
  *   int64  default      next state of allowed tokens without an exception; -1: none; -2: it
  *                       follows the token's byte length (Python looks it up)
  *   int64  vocab_size   tokens at or past it are never allowed

@@ -13,9 +13,9 @@ import torch
 
 from octogram.kernels import native
 from octogram.masking import compile_grammar
-from octogram.masking import fsm as fsm_module
-from octogram.masking import token_fsm
-from octogram.masking.fsm import TokenFSM, native_record
+from octogram.masking import matcher_step, token_fsm
+from octogram.masking.fsm import TokenFSM
+from octogram.masking.matcher_step import pack_record
 
 from masking_helpers import row_layout_cases
 from test_masking_fsm import CALLS, RUNS, toy_vocabulary
@@ -27,7 +27,7 @@ def _step_module():
         pytest.skip("no C compiler: the native step cannot be built here")
     if not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")):
         pytest.skip("no Python headers: the native step cannot be built here")
-    module = fsm_module.native_step()
+    module = matcher_step.load()
     assert module is not None, "matcher_step.c failed to build"
     return module
 
@@ -54,11 +54,11 @@ def _fsms(vocab, grammar, monkeypatch, sparse_words, by_length):
 
 
 def _python_steps(fsm, s, tokens):
-    saved, fsm_module._step_module = fsm_module._step_module, False
+    saved, matcher_step._module = matcher_step._module, False
     try:
         return [fsm.step(s, t) for t in tokens]
     finally:
-        fsm_module._step_module = saved
+        matcher_step._module = saved
 
 
 @pytest.mark.parametrize("grammar", [CALLS, JSON, RUNS], ids=["calls", "json", "runs"])
@@ -68,7 +68,7 @@ def test_native_step_and_fill_equal_the_python_ones(vocab, monkeypatch, grammar,
                                                     by_length):
     module = _step_module()
     fsms = _fsms(vocab, grammar, monkeypatch, sparse_words, by_length)
-    layouts = {type(fsms[0]._record(s)) for s in range(fsms[0].num_states)}
+    layouts = {type(fsms[0].record(s)) for s in range(fsms[0].num_states)}
     if sparse_words == 0:
         assert layouts == {tuple}  # dense rows are exercised: (bytes, row)
     else:
@@ -85,7 +85,7 @@ def test_native_step_and_fill_equal_the_python_ones(vocab, monkeypatch, grammar,
         for s in states:
             expected = _python_steps(fsm, s, probe)
             assert [fsm.step(s, t) for t in probe] == expected
-            record = fsm._step_record(fsm.state(s))
+            record = fsm.record(s)
             raw = [module.next_state(record, t) for t in probe]  # -2: by length, in Python
             assert all(r == e or (r == -2 and e >= 0) for r, e in zip(raw, expected))
             got = torch.from_numpy(np.random.default_rng(s).integers(-2**31, 2**31 - 1, words,
@@ -222,18 +222,18 @@ def test_without_the_native_step_the_python_one_runs(vocab, monkeypatch, tmp_pat
         assert m.advance(tokens[-1])
 
     monkeypatch.setattr(native, "_loaded", {})
-    monkeypatch.setattr(fsm_module, "_step_module", None)
+    monkeypatch.setattr(matcher_step, "_module", None)
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path / "empty"))
     with pytest.warns(RuntimeWarning, match="native matcher_step unavailable.*no C compiler"):
-        assert fsm_module.native_step() is None
+        assert matcher_step.load() is None
     m = fsm.matcher()
     for i, t in enumerate(tokens):
         row = torch.empty(fsm.words, dtype=torch.int32)
         m.fill_bitmask(row)
         assert torch.equal(row, rows_native[i])
         assert m.advance(t)
-    assert fsm_module._step_module is False and module is not None
+    assert matcher_step._module is False and module is not None
 
 
 def test_missing_python_headers_fall_back_with_a_warning(monkeypatch, tmp_path):
@@ -241,20 +241,20 @@ def test_missing_python_headers_fall_back_with_a_warning(monkeypatch, tmp_path):
     monkeypatch.setattr(native, "_loaded", {})
     monkeypatch.setattr(native.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
     with pytest.warns(RuntimeWarning, match="Python's headers are not installed"):
-        assert native.load_extension(fsm_module._STEP_SOURCE) is None
+        assert native.load_extension(matcher_step.SOURCE) is None
 
 
 def test_extension_is_built_once_and_loaded_from_the_cache(monkeypatch, tmp_path):
     _step_module()
     monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(native, "_loaded", {})
-    first = native.load_extension(fsm_module._STEP_SOURCE)
+    first = native.load_extension(matcher_step.SOURCE)
     assert first is not None and first.__name__ == "matcher_step"
     suffix = native.sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     assert len(list((tmp_path / "kernels").glob(f"matcher_step-*{suffix}"))) == 1
     monkeypatch.setattr(native, "_loaded", {})
     monkeypatch.setattr(native.subprocess, "run", lambda *a, **k: pytest.fail("rebuilt"))
-    assert native.load_extension(fsm_module._STEP_SOURCE) is not None
+    assert native.load_extension(matcher_step.SOURCE) is not None
 
 
 def test_native_fill_and_bit_test_of_every_row_layout():
@@ -271,7 +271,7 @@ def test_native_fill_and_bit_test_of_every_row_layout():
     # every token allowed by the row goes to the default state 5, the others nowhere; tokens
     # 3 and 40 (where allowed) have their own next states
     exc_tokens, exc_next = np.array([3, 40], np.int32), np.array([7, 8], np.int32)
-    record = lambda source, i: native_record(source, i, exc_tokens, exc_next, 5, words * 32)  # noqa: E731
+    record = lambda source, i: pack_record(source, i, exc_tokens, exc_next, 5, words * 32)  # noqa: E731
     layouts = [type(record(store, i)) for i, _ in cases]
     assert bytes in layouts and tuple in layouts
     assert any(plan is not None and plan[0] == -1 for plan in store.fill_plans)
@@ -298,10 +298,8 @@ WORDS: /[a-z ]{1,400}/
 
 
 def _cursor_pair(fsm, max_rollback):
-    from octogram.masking import matcher
-
-    args = (fsm, fsm._records, fsm._record, fsm.next_state, matcher._fill_new_target, max_rollback)
-    return _step_module().Cursor(*args), matcher.PyCursor(*args)
+    args = (fsm, *fsm.step_inputs(), matcher_step.fill_new_target, max_rollback)
+    return _step_module().Cursor(*args), matcher_step.PyCursor(*args)
 
 
 def _same_outcome(native_call, python_call):
@@ -429,7 +427,7 @@ def test_native_cursor_refuses_bad_arguments_and_is_collected_in_a_cycle(vocab):
     class Broken:  # a failed __init__ leaves a working cursor as it was
         words, start_state, eos_token_ids = fsm.words + 1, 0, ["x"]
     with pytest.raises(TypeError):
-        cursor.__init__(Broken(), fsm._records, fsm._record, fsm.next_state, None, None)
+        cursor.__init__(Broken(), *fsm.step_inputs(), None, None)
     m.fill_bitmask(bitmask, 1)
     assert torch.equal(bitmask[1], fsm.mask_row(fsm.start_state)) and m.advance(first)
     m.reset()
@@ -447,7 +445,7 @@ def test_native_cursor_refuses_bad_arguments_and_is_collected_in_a_cycle(vocab):
         with pytest.raises(RuntimeError, match="not initialized"):
             call()
     with pytest.raises(TypeError):
-        module.Cursor(fsm, (), fsm._record, fsm.next_state, None, None)  # records must be a list
+        module.Cursor(fsm, (), fsm.record, fsm.next_state, None, None)  # records must be a list
     # matcher -> cursor -> cached bitmask -> matcher: the collector must see the cursor's references
     m.fill_bitmask(bitmask, 0)
     bitmask.owner = m
@@ -462,8 +460,6 @@ def test_fill_bitmask_never_writes_past_a_storage_shrunk_in_place(vocab):
     bitmask's data pointer matches the cached one: the kept storage's size is checked too, and
     a row that no longer fits goes back to the fallback instead of being written. (A stand-in
     storage makes the shrink certain; real allocators give the same address only sometimes.)"""
-    from octogram.masking import matcher
-
     _step_module()
     fsm = compile_grammar(CALLS, vocab)
 
@@ -475,10 +471,9 @@ def test_fill_bitmask_never_writes_past_a_storage_shrunk_in_place(vocab):
             return self.size
 
     row_bytes = 4 * fsm.words
-    for make in (_step_module().Cursor, matcher.PyCursor):
+    for make in (_step_module().Cursor, matcher_step.PyCursor):
         fallbacks = []
-        cursor = make(fsm, fsm._records, fsm._record, fsm.next_state,
-                      lambda c, b, i: fallbacks.append(i), None)
+        cursor = make(fsm, *fsm.step_inputs(), lambda c, b, i: fallbacks.append(i), None)
         bitmask = torch.full((8, fsm.words), 7, dtype=torch.int32)
         storage = Storage(8 * row_bytes)
         cursor.fill_at(bitmask, 7, bitmask.data_ptr(), storage, bitmask[7].data_ptr(), 8 * row_bytes)
@@ -493,11 +488,8 @@ def test_fill_bitmask_never_writes_past_a_storage_shrunk_in_place(vocab):
 
 
 def _python_matcher(fsm):
-    from octogram.masking import matcher
-
     m = fsm.matcher()
-    m._use(matcher.PyCursor(fsm, fsm._records, fsm._record, fsm.next_state,
-                            matcher._fill_new_target, None))
+    m._use(matcher_step.PyCursor(fsm, *fsm.step_inputs(), matcher_step.fill_new_target, None))
     return m
 
 
@@ -529,12 +521,12 @@ def test_memory_counts_the_native_records(vocab, monkeypatch):
     _step_module()
     eager, _, loaded = _fsms(vocab, JSON, monkeypatch, token_fsm._SPARSE_FILL_WORDS, False)
     before = loaded.memory_bytes()
-    records = [loaded._record(s) for s in range(loaded.num_states)]
+    records = [loaded.record(s) for s in range(loaded.num_states)]
     packed = sum(len(r if type(r) is bytes else r[0]) for r in records)
     assert loaded.memory_bytes() - before >= packed > 0
     exceptions = sum(eager.state(s).exc_tokens.nbytes * 2 for s in range(eager.num_states))
     assert all(not eager.state(s).exc_tokens.flags.owndata for s in range(eager.num_states))
     assert eager.memory_bytes() == eager._rows.nbytes() + 16 * eager.num_states + sum(
-        len(r if type(r) is bytes else r[0]) for r in eager._records) + sum(
+        len(r if type(r) is bytes else r[0]) for r in eager.step_inputs().records) + sum(
         8 * len(eager.state(s).length_next or ()) for s in range(eager.num_states))
     assert exceptions > 0

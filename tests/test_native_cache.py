@@ -24,8 +24,8 @@ needs_cc = pytest.mark.skipif(shutil.which((os.environ.get("CC") or "cc").split(
 _LOAD = {
     "bitmask_cpu": "from octogram.kernels import native\n"
                    "assert native.load('bitmask_cpu') is not None\n",
-    "matcher_step": "from octogram.masking import fsm\n"
-                    "assert fsm.native_step() is not None\n",
+    "matcher_step": "from octogram.masking import matcher_step\n"
+                    "assert matcher_step.load() is not None\n",
 }
 
 
