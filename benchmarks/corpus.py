@@ -30,7 +30,7 @@ class CorpusUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    from octogram.kernels.native import cache_root
+    from octogram.common.files import cache_root
     return cache_root() / "corpus"
 
 

@@ -39,6 +39,8 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
+from octogram.common.files import atomic_folder, cache_root, write_atomic
+
 __all__ = ["TokenizerUnavailable", "LOADERS", "GENERATION_EOS_IDS", "MODEL_VOCAB_SIZE",
            "cache_dir", "gemma3", "llama3", "qwen", "qwen3", "mistral_32k", "mistral_tekken",
            "reference_encoder", "reference_token_bytes"]
@@ -78,8 +80,6 @@ class TokenizerUnavailable(RuntimeError):
 def cache_dir() -> Path:
     """`$OCTOGRAM_CACHE_DIR`, else the platform's user cache folder for `octogram` (the
     library's own cache root)."""
-    from octogram.kernels.native import cache_root
-
     return cache_root()
 
 
@@ -135,19 +135,8 @@ def _cached(name: str, key: str, build: Callable[[Path], None]) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     _say(f"converting the {name} tokenizer once into {target}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the cache folder need not be
-    try:
+    with atomic_folder(target, lambda done: (done / "tokenizer.json").is_file()) as tmp:
         build(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "tokenizer.json").is_file():  # else another process won the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -442,8 +431,6 @@ def _gemma3_sentencepiece() -> Any:
         _say(f"building the SentencePiece reference of the gemma3 tokenizer once into {path}")
 
         def write(gguf: Path) -> None:
-            from octogram.kernels.native import write_atomic
-
             write_atomic(path, _spm_proto_from_gguf(gguf))  # a temp file per writer
 
         _with_gemma_gguf(write)

@@ -24,7 +24,7 @@ static const uint32_t LANE_BIT[32] = {
 
 /* The baseline x86-64 build has only 16-byte vectors: with GCC 12+ on glibc (ifunc), also build
  * AVX2 and AVX-512 versions of each entry point and let the loader pick the one this CPU runs.
- * native.py retries with OCTOGRAM_PORTABLE defined if a compiler refuses the clones. */
+ * common/native_build.py retries with OCTOGRAM_PORTABLE defined if a compiler refuses the clones. */
 #if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && \
     __GNUC__ >= 12 && !defined(OCTOGRAM_PORTABLE)
 #define PER_CPU __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))

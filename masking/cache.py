@@ -9,8 +9,6 @@ parse is treated as absent, and the next compile overwrites it.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..kernels.native import cache_root
+from ..common.files import atomic_file, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +60,8 @@ def save(path: Path, tables: dict, dfa_trans: np.ndarray, dfa_accepting: np.ndar
     path.parent.mkdir(parents=True, exist_ok=True)
     # a temp file of this writer's own: threads of one process compiling the same grammar
     # would otherwise rename each other's file away
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)  # atomic: readers never see half a file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load(path: Path, key: str):

@@ -1,4 +1,4 @@
-/* The decode-step hot path of a token FSM, as a CPython extension (built by kernels/native.py).
+/* The decode-step hot path of a token FSM, as a CPython extension (built by common/native_build.py).
  *
  * A step in Python is a dozen attribute lookups and calls; here it is one call. The Python
  * versions (TokenFSM.step, RowStore.fill, matcher_step.PyCursor) give the same results and

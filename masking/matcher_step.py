@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..kernels import native
+from ..common import native_build
 
 if TYPE_CHECKING:
     from .fsm import TokenFSM
@@ -35,7 +35,7 @@ def load() -> ModuleType | None:
     """matcher_step.c, built on first use; None where it cannot be (the Python step then runs)."""
     global _module
     if _module is None:
-        _module = native.load_extension(SOURCE) or False
+        _module = native_build.load_extension(SOURCE) or False
     return _module or None
 
 

@@ -76,7 +76,7 @@ def _say(message: str) -> None:
 def cache_dir() -> Path:
     """`$OCTOGRAM_CACHE_DIR` (`~` expanded), else the platform's user cache folder for
     `octogram`: the root the FSM and kernel caches use too."""
-    from ..kernels.native import cache_root  # here: importing the kernels loads Triton
+    from ..common.files import cache_root
 
     return cache_root()
 

@@ -21,7 +21,7 @@ def _is_root(entry: str) -> bool:
 
 
 sys.path[:] = [p for p in sys.path if not _is_root(p)] + [str(_ROOT)]
-for _name in ("kernels", "masking"):
+for _name in ("common", "kernels", "masking"):
     _mod = sys.modules.get(_name)
     if _mod is not None and str(getattr(_mod, "__file__", "") or "").startswith(str(_ROOT)):
         del sys.modules[_name]

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from octogram.kernels import (ConstrainedSamplingError, DeviceFSM, KernelInputError,
                               apply_token_bitmask_, bitmask_words, sample_constrained)
 from octogram.kernels import bitmask as bitmask_module
+from octogram.common import native_build
 from octogram.kernels import native
 from octogram.kernels.bitmask import apply_native, apply_torch, unpack_bitmask
 from octogram.kernels.sampling import argmax_rows, greedy_torch, sample_torch, sampling_params, thresholds_torch
@@ -289,15 +290,15 @@ def test_native_build_is_cached_and_failure_falls_back(tmp_path, monkeypatch):
     if shutil.which((os.environ.get("CC") or "cc").split()[0]) is None:
         pytest.skip("no C compiler")
     monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native_build, "_loaded", {})
     assert native.load("bitmask_cpu") is not None
     built = list((tmp_path / "kernels").glob("bitmask_cpu-*.so"))
     assert len(built) == 1
-    monkeypatch.setattr(native, "_loaded", {})
-    monkeypatch.setattr(native.subprocess, "run", lambda *a, **k: pytest.fail("rebuilt"))
+    monkeypatch.setattr(native_build, "_loaded", {})
+    monkeypatch.setattr(native_build.subprocess, "run", lambda *a, **k: pytest.fail("rebuilt"))
     assert native.load("bitmask_cpu") is not None  # loaded from the cache, no compiler run
 
-    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native_build, "_loaded", {})
     monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     with pytest.warns(RuntimeWarning, match="native bitmask_cpu kernel unavailable.*no C compiler"):
@@ -318,7 +319,7 @@ def test_native_build_retries_without_per_cpu_clones(tmp_path, monkeypatch):
     picky.chmod(0o755)
     monkeypatch.setenv("CC", str(picky))
     monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native_build, "_loaded", {})
     assert native.load("bitmask_cpu") is not None
     logits = torch.zeros(2, 40)
     assert apply_native(logits, torch.tensor([[1, 0], [-1, 255]], dtype=torch.int32), None)

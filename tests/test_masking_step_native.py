@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from octogram.kernels import native
+from octogram.common import native_build
 from octogram.masking import compile_grammar
 from octogram.masking import matcher_step, token_fsm
 from octogram.masking.fsm import TokenFSM
@@ -221,7 +221,7 @@ def test_without_the_native_step_the_python_one_runs(vocab, monkeypatch, tmp_pat
         tokens.append(rng.choice(allowed))
         assert m.advance(tokens[-1])
 
-    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native_build, "_loaded", {})
     monkeypatch.setattr(matcher_step, "_module", None)
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path / "empty"))
@@ -238,23 +238,23 @@ def test_without_the_native_step_the_python_one_runs(vocab, monkeypatch, tmp_pat
 
 def test_missing_python_headers_fall_back_with_a_warning(monkeypatch, tmp_path):
     _step_module()
-    monkeypatch.setattr(native, "_loaded", {})
-    monkeypatch.setattr(native.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
+    monkeypatch.setattr(native_build, "_loaded", {})
+    monkeypatch.setattr(native_build.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
     with pytest.warns(RuntimeWarning, match="Python's headers are not installed"):
-        assert native.load_extension(matcher_step.SOURCE) is None
+        assert native_build.load_extension(matcher_step.SOURCE) is None
 
 
 def test_extension_is_built_once_and_loaded_from_the_cache(monkeypatch, tmp_path):
     _step_module()
     monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(native, "_loaded", {})
-    first = native.load_extension(matcher_step.SOURCE)
+    monkeypatch.setattr(native_build, "_loaded", {})
+    first = native_build.load_extension(matcher_step.SOURCE)
     assert first is not None and first.__name__ == "matcher_step"
-    suffix = native.sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    suffix = native_build.sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     assert len(list((tmp_path / "kernels").glob(f"matcher_step-*{suffix}"))) == 1
-    monkeypatch.setattr(native, "_loaded", {})
-    monkeypatch.setattr(native.subprocess, "run", lambda *a, **k: pytest.fail("rebuilt"))
-    assert native.load_extension(matcher_step.SOURCE) is not None
+    monkeypatch.setattr(native_build, "_loaded", {})
+    monkeypatch.setattr(native_build.subprocess, "run", lambda *a, **k: pytest.fail("rebuilt"))
+    assert native_build.load_extension(matcher_step.SOURCE) is not None
 
 
 def test_native_fill_and_bit_test_of_every_row_layout():

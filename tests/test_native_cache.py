@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from octogram.common import files, native_build
 from octogram.kernels import native
 from octogram.masking import cache as fsm_cache
 from octogram.octopus_models import base
@@ -57,15 +58,15 @@ def test_damaged_cached_library_is_rebuilt_not_loaded(tmp_path, name, damage):
     assert first.returncode == 0, first.stderr
     library = _library(name, tmp_path)
     whole = library.read_bytes()
-    assert native.verify(library) is None
+    assert native_build.verify(library) is None
     if damage == "truncated":
         library.write_bytes(whole[: len(whole) // 2])
     else:
         library.write_bytes(os.urandom(len(whole)))
-    assert native.verify(library) is not None
+    assert native_build.verify(library) is not None
     again = _load_in_subprocess(name, tmp_path)
     assert again.returncode == 0, (again.returncode, again.stderr)  # no bus error, no fallback
-    assert _library(name, tmp_path) == library and native.verify(library) is None
+    assert _library(name, tmp_path) == library and native_build.verify(library) is None
     assert library.stat().st_size == len(whole)
 
 
@@ -73,21 +74,21 @@ def test_damaged_cached_library_is_rebuilt_not_loaded(tmp_path, name, damage):
 def test_library_without_a_build_record_is_rebuilt(tmp_path, monkeypatch):
     """A library cached by a version that wrote no record is not trusted either."""
     monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native_build, "_loaded", {})
     assert native.load("bitmask_cpu") is not None
     library = _library("bitmask_cpu", tmp_path)
     record = library.with_name(library.name + ".json")
     assert record.is_file()
     record.unlink()
-    assert native.verify(library) == "no build record"
+    assert native_build.verify(library) == "no build record"
     record.write_text("{not json")
-    assert "unreadable build record" in native.verify(library)
+    assert "unreadable build record" in native_build.verify(library)
     runs = []
-    real = native.subprocess.run
-    monkeypatch.setattr(native.subprocess, "run", lambda *a, **k: runs.append(1) or real(*a, **k))
-    monkeypatch.setattr(native, "_loaded", {})
+    real = native_build.subprocess.run
+    monkeypatch.setattr(native_build.subprocess, "run", lambda *a, **k: runs.append(1) or real(*a, **k))
+    monkeypatch.setattr(native_build, "_loaded", {})
     assert native.load("bitmask_cpu") is not None
-    assert runs and native.verify(library) is None
+    assert runs and native_build.verify(library) is None
 
 
 @needs_cc
@@ -101,22 +102,22 @@ def test_library_that_fails_to_load_is_rebuilt_once(tmp_path, monkeypatch):
             raise OSError("cannot load")
         return path
 
-    source = native._SOURCES / "bitmask_cpu.c"
-    built = native._open(source, native._FLAGS, ".so", opener)
-    assert calls == [built, built] and native.verify(built) is None
+    source = native.source("bitmask_cpu")
+    built = native_build._open(source, native_build.LIBRARY_FLAGS, ".so", opener)
+    assert calls == [built, built] and native_build.verify(built) is None
 
 
 @needs_cc
 def test_concurrent_builds_of_one_library_all_succeed(tmp_path, monkeypatch):
     monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(tmp_path))
-    source = native._SOURCES / "bitmask_cpu.c"
+    source = native.source("bitmask_cpu")
     start = threading.Barrier(8)
     results, errors = [], []
 
     def build() -> None:
         try:
             start.wait(timeout=60)
-            results.append(native._build(source, native._FLAGS, ".so", force=True))
+            results.append(native_build._build(source, native_build.LIBRARY_FLAGS, ".so", force=True))
         except BaseException as error:  # noqa: BLE001 (reported below)
             errors.append(error)
 
@@ -126,7 +127,7 @@ def test_concurrent_builds_of_one_library_all_succeed(tmp_path, monkeypatch):
     for t in threads:
         t.join()
     assert errors == [] and len(set(results)) == 1
-    assert native.verify(results[0]) is None
+    assert native_build.verify(results[0]) is None
     leftovers = [p.name for p in (tmp_path / "kernels").iterdir()
                  if p.name not in (results[0].name, results[0].name + ".json")]
     assert leftovers == []
@@ -136,8 +137,8 @@ def test_quoted_tilde_is_expanded_for_every_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("OCTOGRAM_CACHE_DIR", "~/c")
     root = tmp_path / "c"
-    assert native.cache_root() == root
-    assert native.cache_dir() == root / "kernels"
+    assert files.cache_root() == root
+    assert native_build.cache_dir() == root / "kernels"
     assert fsm_cache.cache_dir() == root / "fsm"
     assert fsm_cache.path_for("ab" * 20).parent == root / "fsm"
     assert base.cache_dir() == root
@@ -147,9 +148,9 @@ def test_cache_root_that_is_a_file_is_a_clear_error(tmp_path, monkeypatch):
     afile = tmp_path / "not-a-folder"
     afile.write_text("")
     monkeypatch.setenv("OCTOGRAM_CACHE_DIR", str(afile))
-    for where in (native.cache_dir, fsm_cache.cache_dir, base.cache_dir):
-        with pytest.raises(native.CacheDirError, match=r"OCTOGRAM_CACHE_DIR=.*not-a-folder is a "
-                                                       r"file, not a folder"):
+    for where in (native_build.cache_dir, fsm_cache.cache_dir, base.cache_dir):
+        with pytest.raises(files.CacheDirError, match=r"OCTOGRAM_CACHE_DIR=.*not-a-folder is a "
+                                                r"file, not a folder"):
             where()
 
 
@@ -161,5 +162,5 @@ def test_unset_or_empty_cache_root_is_the_user_cache(monkeypatch):
             monkeypatch.delenv("OCTOGRAM_CACHE_DIR", raising=False)
         else:
             monkeypatch.setenv("OCTOGRAM_CACHE_DIR", value)
-        assert native.cache_root() == Path(platformdirs.user_cache_dir("octogram"))
+        assert files.cache_root() == Path(platformdirs.user_cache_dir("octogram"))
 
