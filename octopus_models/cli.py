@@ -9,7 +9,11 @@ and a warning on stderr says so, as does `"closed_at_limit": true` in `--json` a
 rows). Calls are printed in the API's own names; `call --request` prints the HTTP request of an
 OpenAPI call instead and exits 1 when the answer is `no_relevant_function`. `generate` writes a
 row per input row (one that fails is an error row, `"stop_reason":
-"error"`) into a temporary file that replaces `--output` when the run ends.
+"error"`) into a temporary file that replaces `--output` when the run ends (a pipe or a device,
+such as `/dev/stdout`, is written to directly); an output that cannot be written (a full disk)
+is one line and exit 2, leaving the old file as it was. When the reader of stdout goes away
+(`octogram generate ... | head -1`), the command stops quietly with exit status 141 (128 +
+SIGPIPE), as a shell reports for other tools.
 """
 
 from __future__ import annotations
@@ -60,6 +64,12 @@ def _load_functions(source: Any, where: str) -> list[Any]:
         raise InputError(f"{where}: {exc}") from exc
     if not functions:
         raise InputError(f"{where}: no functions found")
+    from .prompt import functions_text_problem
+
+    problem = functions_text_problem(functions)  # the tokenizer would refuse it mid-run
+    if problem is not None:
+        shown = f"{where}: {source}" if isinstance(source, Path) else where
+        raise InputError(f"{shown}: {problem}")
     return functions
 
 
@@ -269,6 +279,7 @@ def _read_jsonl(path: Path, root: Path | None = None,
         if not isinstance(row, dict) or not isinstance(row.get("query"), str) \
                 or not row["query"].strip():
             raise InputError(f"{where}: each row needs a non-empty string 'query'")
+        _check_text(row["query"], f"{where}: the query")  # "\ud800" is valid JSON
         if "functions" not in row:
             raise InputError(f"{where}: the row has no 'functions'")
         source = row["functions"]
@@ -337,12 +348,96 @@ def _batch_rows(gen: Any, part: list[tuple[str, list[Any]]], args: argparse.Name
         return rows
 
 
+class _Output:
+    """Where `generate` writes its rows.
+
+    A regular file (or a new one) is written through a temporary file beside it that replaces
+    it when the run ends, so an existing output is replaced only by a finished run and a failed
+    one leaves nothing half-written. Anything else that exists (a pipe, `/dev/stdout`, a
+    device) is written to directly: renaming a file over it would replace the device node
+    itself (as root, `--output /dev/null` would have become a plain file).
+    """
+
+    def __init__(self, output: Path | None):
+        import stat
+        import tempfile
+
+        self.name = str(output) if output is not None else "stdout"
+        self.target: Path | None = None
+        self.tmp: Path | None = None
+        if output is None:
+            self.file = sys.stdout
+            return
+        try:
+            mode = os.stat(output).st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError as exc:
+            raise InputError(f"--output: cannot use {output} ({exc.strerror or exc})") from None
+        if mode is not None and not stat.S_ISREG(mode):
+            try:
+                self.file = open(output, "w", encoding="utf-8")  # noqa: SIM115 (closed in finish)
+            except OSError as exc:
+                raise InputError(f"--output: cannot open {output} ({exc.strerror or exc})") \
+                    from None
+            return
+        self.target = output.resolve()  # a symlink's file is replaced, not the link
+        try:
+            fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.",
+                                        suffix=".part")
+        except OSError as exc:
+            raise InputError(f"--output: cannot write in {self.target.parent} "
+                             f"({exc.strerror or exc})") from None
+        self.tmp, self.file = Path(name), os.fdopen(fd, "w", encoding="utf-8")
+        # mkstemp's file is private (0600): give the result the old output's mode, or the
+        # mode a plain open() would have given it
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, mode & 0o7777 if mode is not None else 0o666 & ~umask)
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            for row in rows:
+                self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+        except BrokenPipeError:
+            raise  # the reader is gone: main() ends quietly, as other Unix tools do
+        except OSError as exc:  # a full disk, an I/O error
+            raise InputError(f"--output: cannot write {self.name} ({exc.strerror or exc})") \
+                from None
+
+    def finish(self, keep: bool) -> None:
+        """Close; a temporary file replaces the output when `keep`, and is removed otherwise
+        (also when it cannot be completed: the old output then stays as it was)."""
+        if self.file is sys.stdout:
+            return
+        try:
+            try:
+                if keep and self.tmp is not None:
+                    self.file.flush()
+                    os.fsync(self.file.fileno())  # the rows are on disk before the rename
+            finally:
+                self.file.close()
+            if keep and self.tmp is not None:
+                os.replace(self.tmp, self.target)
+                self.tmp = None
+        except BrokenPipeError:
+            if keep:
+                raise
+        except OSError as exc:
+            if keep:
+                raise InputError(f"--output: cannot write {self.name} ({exc.strerror or exc})") \
+                    from None
+        finally:
+            if self.tmp is not None:
+                self.tmp.unlink(missing_ok=True)
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     """Rows go to a temporary file beside --output, renamed over it when the run ends, so an
     existing output is replaced only by a finished run (an interrupted one keeps the complete
-    rows it has; a failed one leaves the old file as it was)."""
-    import tempfile
-
+    rows it has; a failed one leaves the old file as it was). The output is opened before the
+    model loads, so an unwritable one is reported first."""
     from tqdm.auto import tqdm
 
     if args.batch_size < 1:
@@ -352,63 +447,37 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if root is not None and not root.is_dir():
         raise InputError(f"--functions-dir: {root} is not a folder")
     requests = _read_jsonl(Path(args.input), root, args.allow_python)
-    gen = _generator(args)
-    tmp: Path | None = None
-    if output is None:
-        out = sys.stdout
-    else:
-        try:
-            fd, name = tempfile.mkstemp(dir=output.resolve().parent, prefix=f".{output.name}.",
-                                        suffix=".part")
-        except OSError as exc:
-            raise InputError(f"--output: cannot write in {output.resolve().parent} "
-                             f"({exc.strerror or exc})") from None
-        tmp, out = Path(name), os.fdopen(fd, "w", encoding="utf-8")
-        # mkstemp's file is private (0600): give the result the old output's mode, or the
-        # mode a plain open() would have given it
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, output.stat().st_mode & 0o7777 if output.exists() else 0o666 & ~umask)
-    bar = tqdm(total=len(requests), desc="octogram: generating", unit="row", file=sys.stderr)
-    tokens, valid, closed, failed, written = 0, 0, 0, 0, 0
-    start = time.perf_counter()
+    out = _Output(output)
     finished = False
     try:
-        for first in range(0, len(requests), args.batch_size):
-            part = requests[first:first + args.batch_size]
-            rows = _batch_rows(gen, part, args)
-            try:
+        gen = _generator(args)
+        bar = tqdm(total=len(requests), desc="octogram: generating", unit="row",
+                   file=sys.stderr)
+        tokens, valid, closed, failed, written = 0, 0, 0, 0, 0
+        start = time.perf_counter()
+        try:
+            for first in range(0, len(requests), args.batch_size):
+                part = requests[first:first + args.batch_size]
+                rows = _batch_rows(gen, part, args)
+                out.write(rows)
                 for row in rows:
-                    out.write(json.dumps(row) + "\n")
-                out.flush()
-            except OSError as exc:  # a full disk, a closed pipe
-                raise InputError(f"--output: cannot write {output or 'stdout'} "
-                                 f"({exc.strerror or exc})") from None
-            for row in rows:
-                tokens += row["num_tokens"]
-                valid += row["error"] is None
-                closed += row["closed_at_limit"]
-                failed += row["stop_reason"] == "error"
-            written += len(part)
-            bar.update(len(part))
-            bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.1f}")
+                    tokens += row["num_tokens"]
+                    valid += row["error"] is None
+                    closed += row["closed_at_limit"]
+                    failed += row["stop_reason"] == "error"
+                written += len(part)
+                bar.update(len(part))
+                bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - start):.1f}")
+        except KeyboardInterrupt:
+            if out.tmp is not None and written:
+                _info(f"interrupted: the {written} complete rows are in {output}")
+                finished = True  # keep what is complete
+            raise
+        finally:
+            bar.close()
         finished = True
-    except KeyboardInterrupt:
-        if tmp is not None and written:
-            _info(f"interrupted: the {written} complete rows are in {output}")
-            finished = True  # keep what is complete
-        raise
     finally:
-        bar.close()
-        if tmp is not None:
-            try:
-                out.close()
-            except OSError:
-                finished = False
-            if finished:
-                os.replace(tmp, output)
-            else:
-                tmp.unlink(missing_ok=True)
+        out.finish(keep=finished)
     seconds = time.perf_counter() - start
     _info(f"{len(requests)} rows, {valid} valid calls, {tokens} tokens in {seconds:.1f} s: "
           f"{tokens / seconds:.1f} tokens/s, {len(requests) / seconds:.2f} rows/s "
@@ -484,6 +553,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"octogram: warning: {message}", file=sys.stderr, flush=True)
 
 
+_SIGPIPE = 13  # signal.SIGPIPE, which Windows lacks
+
+
+def _silence_stdout() -> None:
+    """Point stdout's descriptor at the null device, so that the interpreter's final flush of
+    the rows still buffered for a closed pipe does not print a BrokenPipeError of its own."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):  # not a real file (captured, replaced)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
@@ -504,6 +587,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         _err(str(exc))
         return 2
+    except BrokenPipeError:
+        # The reader of stdout went away (`octogram generate | head -1`): stop quietly, as
+        # other Unix tools do, with the status of a process ended by SIGPIPE.
+        _silence_stdout()
+        return 128 + _SIGPIPE
     except KeyboardInterrupt:
         _err("interrupted")
         return 130

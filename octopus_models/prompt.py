@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["PROMPT_FORMAT_VERSION", "INSTRUCTION", "MAX_DESCRIPTION", "render_prompt",
-           "render_target", "with_no_relevant_function"]
+           "render_target", "with_no_relevant_function", "text_problem", "functions_text_problem"]
 
 PROMPT_FORMAT_VERSION = 2
 
@@ -86,6 +86,54 @@ def _stub(function: Any) -> str:
     return f'{signature}\n    """{text}"""' if text else f"{signature}\n    ..."
 
 
+def text_problem(value: Any, _depth: int = 0) -> str | None:
+    """Why `value` (a string, or strings inside lists and mappings, keys too) cannot be encoded
+    as UTF-8, or None. A JSON escape such as "\\ud800" or a command-line argument in bytes that
+    are not UTF-8 gives Python a lone surrogate, which a tokenizer refuses with a TypeError."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (f"is not valid UTF-8 text (character {exc.start + 1} is "
+                    f"{value[exc.start]!r}, a lone surrogate)")
+        return None
+    if _depth > 200:  # documents are checked for depth when read; this only bounds the walk
+        return None
+    if isinstance(value, dict):
+        items = [x for pair in value.items() for x in pair]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        return None
+    for item in items:
+        problem = text_problem(item, _depth + 1)
+        if problem is not None:
+            return problem
+    return None
+
+
+def functions_text_problem(functions: Sequence[Any]) -> str | None:
+    """The first text of `functions` (FunctionSpecs: names, descriptions, schemas, defaults)
+    that is not valid UTF-8, named by function, parameter and field, or None."""
+    for f in functions:
+        shown = f.api_name or f.name
+        for field in ("description", "api_name", "endpoint"):
+            problem = text_problem(getattr(f, field, None))
+            if problem is not None:
+                return f"function {shown}: its {field} {problem}"
+        for p in f.parameters:
+            for field in ("description", "api_name", "schema", "default"):
+                problem = text_problem(getattr(p, field, None))
+                if problem is not None:
+                    where = f" ({p.source})" if p.source else ""
+                    return f"function {shown}, parameter {p.api_name or p.name}{where}: its " \
+                           f"{field} {problem}"
+        problem = text_problem(dict(f.defs))
+        if problem is not None:
+            return f"function {shown}: a schema it refers to {problem}"
+    return None
+
+
 def render_prompt(query: str, functions: Sequence[Any]) -> str:
     """The prompt for `query` offering `functions` (FunctionSpecs) plus `no_relevant_function`.
 
@@ -94,6 +142,12 @@ def render_prompt(query: str, functions: Sequence[Any]) -> str:
     """
     if not isinstance(query, str) or not query.strip():
         raise ValueError("render_prompt: the query must be a non-empty string")
+    problem = text_problem(query)
+    if problem is not None:
+        raise ValueError(f"render_prompt: the query {problem}")
+    problem = functions_text_problem(functions)
+    if problem is not None:
+        raise ValueError(f"render_prompt: {problem}")
     stubs = "\n\n".join(_stub(f) for f in with_no_relevant_function(functions))
     return f"{INSTRUCTION}\n\n{stubs}\n\nQuery: {query.strip()}\nCall:\n"
 

@@ -265,8 +265,7 @@ def test_rows_with_a_byte_order_mark_are_read(tmp_path):
 
 class _FakeGenerator:
     """Stands in for OctopusGenerator: a call per query, closed at the limit for queries with
-    "long", a TypeError (as the tokenizer's) for a query that is not valid text, and an
-    interrupt for the query "stop"."""
+    "long", a ValueError for a query with "fails", and an interrupt for the query "stop"."""
 
     mask, compile_seconds = True, 0.0
 
@@ -288,7 +287,8 @@ class _FakeGenerator:
         for query, functions in requests:
             if query == "stop":
                 raise KeyboardInterrupt
-            query.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
+            if "fails" in query:  # as the tokenizer fails on a text it cannot take
+                raise ValueError("cannot tokenize this query")
             closed = "long" in query
             call = FunctionCall("get_current_weather", {"location": "" if closed else "Paris"})
             text = f'get_current_weather(location="{call.arguments["location"]}")'
@@ -308,7 +308,7 @@ def fake_generator(monkeypatch):
 
 def test_generate_bad_row_is_an_error_row_and_output_is_replaced_when_done(
         fake_generator, tmp_path, capsys):
-    rows = _rows_file(tmp_path, ["Weather in Paris?", "bad \ud800 query", "a long answer",
+    rows = _rows_file(tmp_path, ["Weather in Paris?", "this query fails", "a long answer",
                                  "Weather in Rome?"])
     out_file = tmp_path / "out.jsonl"
     out_file.write_text("old results\n")
@@ -318,7 +318,7 @@ def test_generate_bad_row_is_an_error_row_and_output_is_replaced_when_done(
     _, err = capsys.readouterr()
     assert "Traceback" not in err
     results = [json.loads(line) for line in out_file.read_text().splitlines()]
-    assert [r["query"] for r in results] == ["Weather in Paris?", "bad \ud800 query",
+    assert [r["query"] for r in results] == ["Weather in Paris?", "this query fails",
                                              "a long answer", "Weather in Rome?"]
     bad = results[1]
     assert bad["stop_reason"] == "error" and bad["calls"] == [] and "Error" in bad["error"]
@@ -486,3 +486,184 @@ def test_call_request_bad_options_are_one_line(scripted_generator, api_files, tm
     assert main(["call", "rename pet 7 to Rex", "--apis", str(relative), "--request",
                  "--base-url", "http://127.0.0.1:1"]) == 0
     assert capsys.readouterr().out.startswith("PATCH http://127.0.0.1:1/pets/7\n")
+
+
+class _FullDisk:
+    """A file object whose writes fail as on a full disk."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def write(self, text):
+        import errno
+        import os
+
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_generate_full_disk_is_one_line_and_keeps_the_old_output(fake_generator, tmp_path,
+                                                                 capsys, monkeypatch):
+    import os
+
+    from octogram.octopus_models import cli
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(cli.os, "fdopen", lambda *a, **k: _FullDisk(real_fdopen(*a, **k)))
+    rows = _rows_file(tmp_path, ["Weather in Paris?", "Weather in Rome?"])
+    out_file = tmp_path / "out.jsonl"
+    out_file.write_text("old results\n")
+    assert main(["generate", "--input", str(rows), "--output", str(out_file)]) == 2
+    out, err = capsys.readouterr()
+    assert "cannot write" in _one_error_line(err) and "No space left on device" in err
+    assert out_file.read_text() == "old results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "rows.jsonl", "weather.json"]
+
+
+def test_generate_writes_into_a_pipe_or_device_without_replacing_it(fake_generator, tmp_path):
+    """Renaming the finished file over a FIFO or a device (/dev/null, /dev/stdout) would replace
+    the node itself: such outputs are written to directly."""
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    rows = _rows_file(tmp_path, ["Weather in Paris?", "Weather in Rome?"])
+    assert main(["generate", "--input", str(rows), "--output", str(fifo)]) == 0
+    reader.join(timeout=30)
+    assert [json.loads(line)["query"] for line in received[0].splitlines()] == \
+        ["Weather in Paris?", "Weather in Rome?"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "rows.jsonl", "weather.json"]
+
+
+def test_generate_through_a_symlink_replaces_the_file_it_names(fake_generator, tmp_path):
+    rows = _rows_file(tmp_path)
+    real = tmp_path / "real.jsonl"
+    real.write_text("old results\n")
+    (tmp_path / "link.jsonl").symlink_to(real)
+    assert main(["generate", "--input", str(rows), "--output", str(tmp_path / "link.jsonl")]) == 0
+    assert (tmp_path / "link.jsonl").is_symlink()
+    assert json.loads(real.read_text())["query"] == "What is the weather in Paris?"
+
+
+def test_generate_unwritable_output_folder_is_reported_before_the_model_loads(
+        no_model, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+    import tempfile
+
+    def refuse(*args, **kwargs):  # as in a read-only folder (root may write in any)
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    rows = _rows_file(tmp_path)
+    assert main(["generate", "--input", str(rows), "--output", str(tmp_path / "out.jsonl")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"cannot write in {tmp_path}" in line and "Permission denied" in line
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "--input", "{rows}"],
+    ["generate", "--input", "{rows}", "--output", "/dev/stdout"],
+    ["call", "Weather in Paris?", "--apis", "{rows_dir}/weather.json"],
+])
+def test_a_closed_pipe_ends_quietly_with_the_sigpipe_status(tmp_path, argv):
+    """`octogram generate | head -1`: once the reader has gone, the command stops with no
+    message and no traceback, and exits 141 (128 + SIGPIPE) as a shell reports `yes | head`."""
+    rows = _rows_file(tmp_path, [f"Weather in city {i}?" for i in range(20_000)])
+    runner = tmp_path / "runner.py"
+    runner.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_cli import _FakeGenerator\n"
+        "from octogram.octopus_models import cli\n"
+        "cli._generator = lambda args: _FakeGenerator()\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n")
+    argv = [a.format(rows=rows, rows_dir=tmp_path) for a in argv]
+    proc = subprocess.Popen([sys.executable, str(runner), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader goes away before reading anything (`| head -0`)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err and "error:" not in err
+
+
+def _api_with_lone_surrogate(tmp_path) -> Path:
+    """weather.json with a "\\ud800" JSON escape in a parameter's description: valid JSON, but
+    not text a tokenizer can take."""
+    document = json.loads(WEATHER.read_text())
+    operation = document["paths"]["/weather/current"]["get"]
+    operation["parameters"][0]["description"] = "City name \ud800."
+    path = tmp_path / "weather.json"
+    path.write_text(json.dumps(document))  # json.dumps writes it as the escape \\ud800
+    return path
+
+
+def test_lone_surrogate_in_an_api_description_is_one_line_before_the_model_loads(
+        no_model, tmp_path, capsys):
+    api = _api_with_lone_surrogate(tmp_path)
+    assert main(["call", "Weather in Paris?", "--apis", str(api)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "function get_current_weather, parameter city" in line
+    assert "its description is not valid UTF-8 text" in line and str(api) in line
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"query": "Weather in Paris?", "functions": "weather.json"}) + "\n")
+    assert main(["generate", "--input", str(rows)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"{rows}:1: " in line and "parameter city" in line
+    tool = {"name": "f", "description": "x \ud800", "parameters": {"type": "object"}}
+    rows.write_text(json.dumps({"query": "q", "functions": [tool]}) + "\n")
+    assert main(["generate", "--input", str(rows)]) == 2
+    assert "function f: its description is not valid" in _one_error_line(capsys.readouterr().err)
+
+
+def test_lone_surrogate_in_a_jsonl_query_is_one_line_before_the_model_loads(no_model, tmp_path,
+                                                                          capsys):
+    rows = _rows_file(tmp_path, ["Weather in Paris?", "caf\udce9"])
+    assert main(["generate", "--input", str(rows)]) == 2
+    out, err = capsys.readouterr()
+    assert f"{rows}:2: the query is not valid UTF-8 text" in _one_error_line(err) and out == ""
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "adapter_config.json").write_text("[1]"), "expected a JSON object"),
+    (lambda d: (d / "adapter_config.json").write_text('{"r": "8", "lora_alpha": 16}'),
+     "'r' must be an integer"),
+    (lambda d: (d / "adapter_model.safetensors").write_bytes(b"\xff" * 16),
+     "runs past the end"),
+])
+def test_corrupt_adapter_is_one_line_before_the_model_loads(tmp_path, capsys, monkeypatch,
+                                                            damage, message):
+    import transformers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the bad adapter was reported")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", refuse)
+    adapter = tmp_path / "adapter"
+    shutil.copytree(base.default_adapter_dir(), adapter)
+    damage(adapter)
+    assert main(["call", "Weather in Paris?", "--apis", str(WEATHER), "--adapter",
+                 str(adapter)]) == 2
+    assert message in _one_error_line(capsys.readouterr().err)
+
+
+def test_model_folder_without_tokenizer_is_one_line(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
+    assert main(["call", "Weather in Paris?", "--apis", str(WEATHER), "--model",
+                 str(folder)]) == 2
+    assert "has no tokenizer files" in _one_error_line(capsys.readouterr().err)
+    (folder / "config.json").write_text("[]")
+    assert main(["call", "Weather in Paris?", "--apis", str(WEATHER), "--model",
+                 str(folder)]) == 2
+    assert "holds a JSON list, not an object" in _one_error_line(capsys.readouterr().err)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import random
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -55,6 +56,19 @@ def test_long_descriptions_are_clipped():
     long = _spec("describe", "word " * 500, "x")
     prompt = render_prompt("q", [long])
     assert len(prompt) < 2 * MAX_DESCRIPTION + 800
+
+
+@pytest.mark.parametrize("query, functions, message", [
+    ("caf\udce9", PHONE[:1], "the query is not valid UTF-8 text (character 4 is '\\udce9'"),
+    ("q", [_spec("f", "bad \ud800")], "function f: its description is not valid UTF-8"),
+    ("q", [FunctionSpec("f", "", (Parameter("x", {"enum": ["a", "\ud800"]}),))],
+     "function f, parameter x: its schema is not valid UTF-8"),
+    ("q", [FunctionSpec("f", "", (Parameter("x", {}, required=False, default="\udfff"),))],
+     "function f, parameter x: its default is not valid UTF-8"),
+])
+def test_text_a_tokenizer_cannot_take_is_a_value_error_naming_it(query, functions, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        render_prompt(query, functions)
 
 
 def test_target_is_the_call_then_the_end_token():
