@@ -184,7 +184,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.seed is not None and not -_INT64 <= args.seed < _INT64:
         raise InputError(f"--seed must be a 64-bit integer, in [-2**63, 2**63), got {args.seed}")
-    from octogram.kernels.native import CacheDirError, cache_root
+    from octogram.common.files import CacheDirError, cache_root
 
     try:
         cache_root()

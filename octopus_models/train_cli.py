@@ -171,7 +171,7 @@ def _finetune(argv: Sequence[str]) -> int:
 
 def train_command(argv: Sequence[str]) -> int:
     """Entry for `octogram dataset ...` and `octogram finetune ...` (argv includes the verb)."""
-    from octogram.kernels.native import CacheDirError, cache_root
+    from octogram.common.files import CacheDirError, cache_root
 
     try:
         cache_root()  # every verb reads or writes a cache (corpus, model)
