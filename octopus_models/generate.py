@@ -29,6 +29,7 @@ parses each output with `grammars.parse_call`, which checks it against the Funct
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -240,6 +241,9 @@ def decode(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[int]],
     shortest completion instead (`masking.shortest_completion`; stop_reason "closed"), so its
     output is complete whenever the start state's completion fits; rows that finish in time on
     their own are unchanged.
+
+    An empty batch (`prompts == []`) is answered with an empty list, after the options are
+    checked, as `call_batch([])` is: a batch built by filtering may well be empty.
     """
     grammars = [None] * len(prompts) if grammars is None else list(grammars)
     _check(model, prompts, grammars, max_new_tokens)
@@ -253,6 +257,8 @@ def decode(model: Any, tokenizer: Any, prompts: Sequence[str | Sequence[int]],
     if engine == "device" and close_at_limit:
         raise ValueError("decode: close_at_limit needs the host engine (the device loop does not "
                          "stop to look at each row's state)")
+    if not prompts:
+        return []
     eos = eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     batch = _Batch(model, tokenizer, prompts, pad_id)
@@ -475,19 +481,28 @@ class OctopusGenerator:
     def prompt(self, query: str, functions: Sequence[Any]) -> str:
         return render_prompt(query, self.candidates(query, functions))
 
-    def call(self, query: str, functions: Sequence[Any], **options: Any) -> CallResult:
-        """Answer one query with a call to one of `functions` (see `call_batch` for options)."""
+    def call(self, query: str, functions: Sequence[Any] | str | os.PathLike[str],
+             **options: Any) -> CallResult:
+        """Answer one query with a call to one of `functions` (see `call_batch` for options).
+
+        `functions` is a sequence of FunctionSpecs (`octogram.grammars.load`), one FunctionSpec,
+        or the path of an API file (str or path-like), which is read with `octogram.grammars.load` as
+        `octogram call --apis` reads it (a bad file is a GrammarError). Anything else is a
+        TypeError.
+        """
         return self.call_batch([(query, functions)], **options)[0]
 
     def call_batch(self, requests: Sequence[tuple[str, Sequence[Any]]], *, batch_size: int = 8,
                    max_new_tokens: int = 128, temperature: float = 0.0, top_k: int = 0,
                    top_p: float = 1.0, seed: int | None = None,
                    on_step: Callable[[int], None] | None = None) -> list[CallResult]:
-        """Answer (query, functions) pairs, `batch_size` rows at a time, in order."""
+        """Answer (query, functions) pairs, `batch_size` rows at a time, in order; `functions`
+        as in `call` (each API file is read once)."""
         from octogram.grammars import parse_call
 
         if batch_size < 1:
             raise ValueError(f"call_batch: batch_size must be >= 1, got {batch_size}")
+        requests = _as_requests(requests)
         results: list[CallResult] = []
         for start in range(0, len(requests), batch_size):
             part = requests[start:start + batch_size]
@@ -515,3 +530,37 @@ class OctopusGenerator:
                 results.append(CallResult(query, d.text, api_calls, error, cands, d.stop_reason,
                                           len(d.token_ids), d.forced_tokens, calls))
         return results
+
+
+def _as_requests(requests: Any) -> list[tuple[str, list[Any]]]:
+    """(query, FunctionSpecs) pairs, API file paths read (each once); TypeError naming what is
+    expected for anything else (a str would otherwise be taken as a sequence of characters)."""
+    from octogram.grammars import FunctionSpec, load
+
+    if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
+        raise TypeError("call_batch: requests must be a sequence of (query, functions) pairs, "
+                        f"got {type(requests).__name__}")
+    loaded: dict[str, list[Any]] = {}
+    out = []
+    for i, request in enumerate(requests):
+        if not isinstance(request, (tuple, list)) or len(request) != 2:
+            raise TypeError(f"call_batch: request {i} must be a (query, functions) pair, got "
+                            f"{type(request).__name__}")
+        query, functions = request
+        if isinstance(functions, (str, os.PathLike)):
+            key = os.fspath(functions)
+            if key not in loaded:
+                loaded[key] = load(functions)
+            functions = loaded[key]
+        elif isinstance(functions, FunctionSpec):
+            functions = [functions]
+        elif (isinstance(functions, bytes) or not isinstance(functions, Sequence)
+              or not all(isinstance(f, FunctionSpec) for f in functions)):
+            got = (type(functions).__name__
+                   if isinstance(functions, bytes) or not isinstance(functions, Sequence) else
+                   "a sequence holding " + ", ".join(sorted({type(f).__name__ for f in functions})))
+            raise TypeError(f"call_batch: the functions of request {i} must be FunctionSpecs "
+                            "(octogram.grammars.load reads them) or the path of an API file, "
+                            f"got {got}")
+        out.append((query, list(functions)))
+    return out
