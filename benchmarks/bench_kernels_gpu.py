@@ -32,6 +32,7 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # last: not over pip `kernels`
 from benchmarks.results import command_line, git_revision, machine_summary, write_section  # noqa: E402
+from octogram.common.layouts import fsm_tables  # noqa: E402
 from octogram.kernels import DeviceFSM, apply_token_bitmask_, bitmask_words  # noqa: E402
 from octogram.kernels.sampling import sample_triton, sample_torch, sampling_params, seed_tensor  # noqa: E402
 
@@ -192,14 +193,9 @@ def synthetic_tables(vocab: int, n_states: int = 64, seed: int = 0) -> dict:
         tokens += explicit
         nxt += targets
         offsets.append(len(tokens))
-    return {"mask_rows": torch.from_numpy(np.stack(rows)),
-            "state_row": torch.tensor(state_row, dtype=torch.int32),
-            "default_next": torch.tensor(default, dtype=torch.int32),
-            "trans_offsets": torch.tensor(offsets, dtype=torch.int64),
-            "trans_tokens": torch.tensor(tokens, dtype=torch.int32),
-            "trans_next": torch.tensor(nxt, dtype=torch.int32),
-            "accepting": torch.from_numpy(accepting), "start_state": 0, "vocab_size": vocab,
-            "eos_token_id": eos}
+    return fsm_tables(mask_rows=np.stack(rows), state_row=state_row, default_next=default,
+                      trans_offsets=offsets, trans_tokens=tokens, trans_next=nxt,
+                      accepting=accepting, start_state=0, vocab_size=vocab, eos_token_id=eos)
 
 
 def count_syncs(fn) -> int:

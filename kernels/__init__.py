@@ -3,7 +3,8 @@
 Owns in-place bitmask application, the fused constrained sampler and the device-resident FSM step.
 """
 
-from .bitmask import apply_token_bitmask_, bitmask_words
+from ..common.layouts import bitmask_words
+from .bitmask import apply_token_bitmask_
 from .dispatch import KernelInputError
 from .fsm_step import DeviceFSM
 from .sampling import ConstrainedSamplingError, sample_constrained

@@ -1,9 +1,10 @@
 """In-place application of a token bitmask to logits: a Triton kernel for CUDA, a native C kernel
 for CPU (bitmask_cpu.c, built by native.py) and the torch reference both are tested against.
 
-Layout (shared with XGrammar, llguidance and outlines-core): int32 words, `ceil(V / 32)` per row;
-token t is allowed when bit `t % 32` of word `t // 32` is 1. Masked logits become -inf; allowed
-logits are not touched. Logits wider than `32 * words` (a padded vocabulary) have their extra
+Layout (`common/layouts.py`; shared with XGrammar, llguidance and outlines-core): int32 words,
+`bitmask_words(V)` = `ceil(V / 32)` per row;
+token t is allowed when bit `t % 32` of word `t // 32` is 1. Masked logits become -inf;
+allowed logits are not touched. Logits wider than `32 * words` (a padded vocabulary) have their extra
 ids masked; extra bits past the logits' width are ignored.
 """
 
@@ -24,13 +25,6 @@ from .dispatch import (KernelInputError, check_bitmask, check_logits, check_rows
 _CHUNK_TOKENS = 1 << 18
 # Words per Triton tile: 64 words = 2048 tokens per program.
 _TILE_WORDS = 64
-
-
-def bitmask_words(vocab_size: int) -> int:
-    """Words per bitmask row for a vocabulary of `vocab_size` tokens: ceil(V / 32)."""
-    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 0:
-        raise ValueError(f"bitmask_words: vocab_size must be a non-negative int, got {vocab_size!r}")
-    return (vocab_size + 31) // 32
 
 
 def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor,

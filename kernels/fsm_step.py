@@ -1,13 +1,9 @@
 """The token FSM on the device: gather each row's mask, sample, advance the state, no host sync.
 
-Table format (what the masking layer's `TokenFSM.tables()` produces):
-- `mask_rows` int32 (R, W): the distinct allowed-token bitmask rows; `state_row` (S,): each
-  state's row;
-- `default_next` (S,): next state of an allowed token without an explicit entry (-1: none);
-- `trans_offsets` (S+1,), `trans_tokens` (E,), `trans_next` (E,): CSR of explicit transitions,
-  tokens ascending within a state (a string-body state sends almost every token to one state, so
-  a 262k vocabulary costs one default plus a few exceptions, not a 262k-entry row);
-- `accepting` bool (S,); scalars `start_state`, `vocab_size`, `eos_token_id`.
+The tables are `common.layouts.FSMTables` (what the masking layer's `TokenFSM.tables()`
+produces, and `common.layouts.fsm_tables` builds): the distinct mask rows, each state's row, a
+default next state per state plus a CSR of explicit transitions, the accepting states and the
+start state, vocabulary size and EOS id. `from_tables` and `concat` check them.
 
 `next_states` is a binary search in the state's CSR slice with a fixed number of steps (the
 largest out-degree's bit length), so it has no data-dependent host branching; a token the state
@@ -20,13 +16,12 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from .bitmask import bitmask_words, byte_table, bitmask_bytes
+from ..common.layouts import TABLE_KEYS, FSMTables, bitmask_words
+from .bitmask import byte_table, bitmask_bytes
 from .dispatch import KernelInputError, check_logits, launch_options, tl, triton, use_triton
 from .sampling import (sample_torch, sample_triton, sampling_params, seed_tensor,
                        wants_truncation)
 
-_TABLE_KEYS = ("mask_rows", "state_row", "default_next", "trans_offsets", "trans_tokens",
-               "trans_next", "accepting", "start_state", "vocab_size", "eos_token_id")
 _BLOCK_ROWS = 128
 
 
@@ -63,13 +58,13 @@ class DeviceFSM:
         return self.mask_rows.shape[1]
 
     @classmethod
-    def from_tables(cls, tables: Mapping, device: torch.device | str) -> DeviceFSM:
+    def from_tables(cls, tables: FSMTables, device: torch.device | str) -> DeviceFSM:
         """Check one grammar's tables and move them to `device`."""
         fsm, _ = cls.concat([tables], device)
         return fsm
 
     @classmethod
-    def concat(cls, tables_list: Sequence[Mapping], device: torch.device | str
+    def concat(cls, tables_list: Sequence[FSMTables], device: torch.device | str
                ) -> tuple[DeviceFSM, torch.Tensor]:
         """Several grammars (one per batch row, same vocabulary) in one table set.
 
@@ -84,7 +79,7 @@ class DeviceFSM:
             if t["vocab_size"] != vocab:
                 raise KernelInputError(f"DeviceFSM.concat: tables[{i}] has vocab_size "
                                        f"{t['vocab_size']}, tables[0] has {vocab}")
-        parts: dict[str, list[torch.Tensor]] = {k: [] for k in _TABLE_KEYS[:7]}
+        parts: dict[str, list[torch.Tensor]] = {k: [] for k in TABLE_KEYS[:7]}
         eos, starts = [], []
         n_states = n_rows = n_edges = 0
         for t in checked:
@@ -236,7 +231,7 @@ def _check_tables(tables: Mapping, where: str) -> dict:
     """Host-side, once per grammar: every index in range, CSR well formed, masks consistent."""
     if not isinstance(tables, Mapping):
         raise KernelInputError(f"{where}: expected a dict of tensors, got {type(tables).__name__}")
-    missing = [k for k in _TABLE_KEYS if k not in tables]
+    missing = [k for k in TABLE_KEYS if k not in tables]
     if missing:
         raise KernelInputError(f"{where}: missing {', '.join(missing)}")
 

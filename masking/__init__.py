@@ -13,14 +13,15 @@ Face logits processor.
 from .compile import compile_grammar
 from .completion import shortest_completion
 from .errors import GrammarCompileError, GrammarViolation
-from .fsm import TokenFSM, bitmask_words
+from ..common.layouts import FSMTables, bitmask_words
+from .fsm import TokenFSM
 from .grammar import DEFAULT_MAX_RECURSION_DEPTH
 from .matcher import Matcher
 from .vocabulary import Vocabulary, VocabularyError
 
 __all__ = [
     "Vocabulary", "VocabularyError", "compile_grammar", "TokenFSM", "Matcher",
-    "GrammarCompileError", "GrammarViolation", "bitmask_words", "DEFAULT_MAX_RECURSION_DEPTH",
+    "GrammarCompileError", "GrammarViolation", "bitmask_words", "FSMTables", "DEFAULT_MAX_RECURSION_DEPTH",
     "GrammarLogitsProcessor", "shortest_completion",
 ]
 

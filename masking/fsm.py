@@ -15,16 +15,13 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
+from ..common.layouts import FSMTables, bitmask_words, fsm_tables
 from . import matcher_step
 from .automaton import DFA
 from .errors import GrammarCompileError
 from .matcher import Matcher
 from .token_fsm import RowStore, StateResult, cross_state, state_result
 from .vocab_index import VocabIndex
-
-
-def bitmask_words(vocab_size: int) -> int:
-    return (vocab_size + 31) // 32
 
 
 class StepInputs(NamedTuple):
@@ -255,11 +252,12 @@ class TokenFSM:
         return Matcher(self, max_rollback)
 
     # -- device tables -------------------------------------------------------------------------
-    def tables(self, *, compact: bool = False) -> dict:
-        """Every state's mask and transitions as flat tensors (the kernels layer's format: a
-        default next state per state plus exceptions). `compact=True` is the on-disk cache's
-        form instead: rows as the `RowStore` keeps them, and states that keep a next state per
-        token length with `length_offsets`/`length_next` and only their own exceptions."""
+    def tables(self, *, compact: bool = False) -> FSMTables | dict:
+        """Every state's mask and transitions as flat tensors, the `FSMTables` the kernels layer
+        loads (a default next state per state plus exceptions). `compact=True` is the on-disk
+        cache's form instead: rows as the `RowStore` keeps them in place of `mask_rows`, and
+        states that keep a next state per token length with `length_offsets`/`length_next` and
+        only their own exceptions."""
         self.compile_all()
         states = [self.state(s) for s in range(self.num_states)]
         exc = [(r.exc_tokens, r.exc_next) if compact or r.length_next is None else self._expanded(r)
@@ -268,20 +266,21 @@ class TokenFSM:
         offsets = np.zeros(len(states) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         cat = lambda xs: np.concatenate(xs).astype(np.int32) if xs else np.zeros(0, np.int32)  # noqa: E731
-        out = {
-            **(self._rows.compact() if compact else {"mask_rows": self._rows.tensor()}),
-            "state_row": torch.tensor([r.row for r in states], dtype=torch.int32),
-            "default_next": torch.tensor([r.default for r in states], dtype=torch.int32),
-            "trans_offsets": torch.from_numpy(offsets),
-            "trans_tokens": torch.from_numpy(cat([t for t, _ in exc])),
-            "trans_next": torch.from_numpy(cat([n for _, n in exc])),
-            "accepting": torch.from_numpy(self.dfa.accepting[:len(states)].copy()),
-            "single_token": torch.tensor([r.single for r in states], dtype=torch.int32),
-            "start_state": self.start_state,
-            "vocab_size": self.vocab_size,
-            "eos_token_id": self.eos_token_ids[0] if self.eos_token_ids else -1,
-        }
+        out = fsm_tables(
+            mask_rows=self._rows.tensor() if not compact else np.zeros((0, self.words), np.int32),
+            state_row=[r.row for r in states],
+            default_next=[r.default for r in states],
+            trans_offsets=offsets,
+            trans_tokens=cat([t for t, _ in exc]),
+            trans_next=cat([n for _, n in exc]),
+            accepting=self.dfa.accepting[:len(states)].copy(),
+            single_token=[r.single for r in states],
+            start_state=self.start_state,
+            vocab_size=self.vocab_size,
+            eos_token_id=self.eos_token_ids[0] if self.eos_token_ids else -1)
         if compact:
+            del out["mask_rows"]  # the cache keeps the RowStore's compact rows instead
+            out = {**self._rows.compact(), **out}
             per_length = [r.length_next or [] for r in states]
             lo = np.zeros(len(states) + 1, np.int64)
             np.cumsum([len(x) for x in per_length], out=lo[1:])

@@ -14,8 +14,9 @@ from typing import Sequence
 import torch
 from transformers import LogitsProcessor
 
+from ..common.layouts import bitmask_words
 from .errors import GrammarViolation
-from .fsm import TokenFSM, bitmask_words
+from .fsm import TokenFSM
 
 
 class GrammarLogitsProcessor(LogitsProcessor):

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from ..common.layouts import bitmask_words
 from .prompt import render_prompt, with_no_relevant_function
 from .retrieval import select_candidates
 
@@ -140,7 +141,7 @@ class _Sampler:
                 from octogram.kernels.sampling import argmax_rows
 
                 return argmax_rows(logits)
-            bitmask = torch.full((logits.shape[0], (logits.shape[1] + 31) // 32), -1,
+            bitmask = torch.full((logits.shape[0], bitmask_words(logits.shape[1])), -1,
                                  dtype=torch.int32, device=logits.device)
         from octogram.kernels import sample_constrained
 
@@ -280,7 +281,7 @@ def _decode_host(batch: _Batch, grammars: list[Any | None], sampler: _Sampler, e
     matchers = [g.matcher() if g is not None else None for g in grammars]
     out = [Decoded([], "", "length") for _ in grammars]
     rows = list(range(len(grammars)))  # batch row -> request index, for the rows still decoding
-    words = (batch.logits.shape[-1] + 31) // 32
+    words = bitmask_words(batch.logits.shape[-1])
     while True:
         bitmask = None
         if any(matchers[i] is not None for i in rows):

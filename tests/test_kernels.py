@@ -17,10 +17,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from octogram.common import native_build
+from octogram.common.layouts import fsm_tables
 from octogram.kernels import (ConstrainedSamplingError, DeviceFSM, KernelInputError,
                               apply_token_bitmask_, bitmask_words, sample_constrained)
 from octogram.kernels import bitmask as bitmask_module
-from octogram.common import native_build
 from octogram.kernels import native
 from octogram.kernels.bitmask import apply_native, apply_torch, unpack_bitmask
 from octogram.kernels.sampling import argmax_rows, greedy_torch, sample_torch, sampling_params, thresholds_torch
@@ -645,16 +646,9 @@ def random_tables(seed: int, n_states: int = 6, vocab: int = 100):
         offsets.append(len(tokens))
         accepting.append(is_accepting)
         reference.append((allowed, explicit, d))
-    tables = {
-        "mask_rows": torch.tensor(rows, dtype=torch.int32),
-        "state_row": torch.tensor(state_row, dtype=torch.int32),
-        "default_next": torch.tensor(default, dtype=torch.int32),
-        "trans_offsets": torch.tensor(offsets, dtype=torch.int64),
-        "trans_tokens": torch.tensor(tokens, dtype=torch.int32),
-        "trans_next": torch.tensor(nxt, dtype=torch.int32),
-        "accepting": torch.tensor(accepting),
-        "start_state": 0, "vocab_size": vocab, "eos_token_id": eos,
-    }
+    tables = fsm_tables(mask_rows=rows, state_row=state_row, default_next=default,
+                        trans_offsets=offsets, trans_tokens=tokens, trans_next=nxt,
+                        accepting=accepting, start_state=0, vocab_size=vocab, eos_token_id=eos)
     return tables, reference
 
 
