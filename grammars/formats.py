@@ -127,7 +127,7 @@ def _non_negative(lo: int, hi: int | None) -> list[str]:
     def flush(unbounded: bool = False) -> None:
         if run:
             a, b = run[0] - 1, None if unbounded else run[-1] - 1
-            out.append("[1-9]" if b == 0 else "[1-9][0-9]" + regex._quant(a, b))
+            out.append("[1-9]" if b == 0 else "[1-9][0-9]" + regex.quantifier(a, b))
             run.clear()
 
     length = len(str(lo))

@@ -569,7 +569,8 @@ def _class(ranges: Ranges) -> str:
     return "[" + ("^" if negate else "") + "".join(parts) + "]"
 
 
-def _quant(lo: int, hi: int | None) -> str:
+def quantifier(lo: int, hi: int | None) -> str:
+    """The regex quantifier for `lo` to `hi` repeats (None: unbounded): `*`, `+`, `?`, `{m,n}`."""
     if (lo, hi) == (0, None):
         return "*"
     if (lo, hi) == (1, None):
@@ -600,7 +601,7 @@ def _emit(node: Node, set_text, top: bool = True) -> str:
         text = _emit(inner, set_text, top=False)
         if inner[0] in ("seq", "rep"):
             text = f"(?:{text})"
-        return text + _quant(node[2], node[3])
+        return text + quantifier(node[2], node[3])
     raise ValueError(f"anchor left in the AST: {node!r}")
 
 

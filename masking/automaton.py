@@ -25,7 +25,11 @@ class DFA:
 
     trans: np.ndarray      # (S, 256) int32
     accepting: np.ndarray  # (S,) bool
+    # memos of the methods below, computed on first use
     _edges: list | None = field(default=None, repr=False)
+    _succ: list | None = field(default=None, repr=False)
+    _allowed: list | None = field(default=None, repr=False)
+    _pred: list | None = field(default=None, repr=False)
 
     @property
     def num_states(self) -> int:
@@ -51,18 +55,18 @@ class DFA:
         return self._edges
 
     def successors(self) -> list[list[int]]:
-        if getattr(self, "_succ", None) is None:
+        if self._succ is None:
             self._succ = [sorted(set(row[row != DEAD].tolist())) for row in self.trans]
         return self._succ
 
     def allowed_bytes(self) -> list[list[int]]:
         """Per state, the bytes that do not lead to DEAD."""
-        if getattr(self, "_allowed", None) is None:
+        if self._allowed is None:
             self._allowed = [np.flatnonzero(row != DEAD).tolist() for row in self.trans]
         return self._allowed
 
     def predecessors(self) -> list[list[int]]:
-        if getattr(self, "_pred", None) is None:
+        if self._pred is None:
             pred: list[list[int]] = [[] for _ in range(self.num_states)]
             for s, targets in enumerate(self.successors()):
                 for t in targets:
@@ -119,6 +123,7 @@ class NFA:
         self.eps: list[list[int]] = []
         self.edges: list[list[tuple[int, int, int]]] = []
         self.max_states = max_states
+        self._closures: dict[tuple[int, int], frozenset] = {}  # closure's memo
 
     def state(self) -> int:
         if len(self.eps) >= self.max_states:
@@ -209,7 +214,7 @@ class NFA:
     def closure(self, s: int, end: int) -> frozenset:
         """The states reachable from `s` by epsilon moves that read input (have edges) or are
         `end`: what a subset construction keeps. Memoized per NFA."""
-        memo = self.__dict__.setdefault("_closures", {})
+        memo = self._closures
         got = memo.get((s, end))
         if got is None:
             seen, todo = {s}, [s]

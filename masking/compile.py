@@ -43,16 +43,14 @@ def compile_grammar(grammar: str, vocabulary, *, start: str = "start",
         if hit is not None:
             return _from_cache(hit, index, eos, key)
     parsed, used_files = parse_lark(grammar, import_paths)
-    source_hash = grammar_hash(grammar, used_files, start, max_recursion_depth)
     key, path = cache_key(used_files)
     if cache and not looked:
         hit = fsm_cache.load(path, key)
         if hit is not None:
             return _from_cache(hit, index, eos, key)
-    compiled = compile_parsed(parsed, source_hash, start=start, max_recursion_depth=max_recursion_depth,
+    compiled = compile_parsed(parsed, start=start, max_recursion_depth=max_recursion_depth,
                               lazy=lazy)
     fsm = TokenFSM(compiled.dfa, index, eos, lazy=lazy, key=key)
-    fsm.recursive_rules = compiled.recursive_rules
     if cache and not lazy:
         fsm_cache.save_fsm(fsm)
     return fsm

@@ -19,7 +19,7 @@ from .automaton import DEAD
 
 def completion_bytes(fsm, state: int) -> bytes | None:
     """The fewest bytes that finish the grammar from `state`; None if none do. Memoized."""
-    memo = fsm.__dict__.setdefault("_completion_bytes", {})
+    memo = fsm.completion_bytes_memo
     if state not in memo:
         memo[state] = _fewest_bytes(fsm.dfa, state)
     return memo[state]
@@ -28,7 +28,7 @@ def completion_bytes(fsm, state: int) -> bytes | None:
 def shortest_completion(fsm, state: int) -> list[int] | None:
     """Tokens from `state` to the end of the grammar, EOS last (when the vocabulary has one);
     None if it cannot finish. `state` is a `TokenFSM` state. Memoized per state."""
-    memo = fsm.__dict__.setdefault("_completions", {})
+    memo = fsm.completions_memo
     if state not in memo:
         path = completion_bytes(fsm, state)
         memo[state] = None if path is None else _spell(fsm, path)

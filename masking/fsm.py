@@ -53,12 +53,20 @@ class TokenFSM:
         self._records: list[bytes | tuple | None] = [None] * dfa.num_states
         self._tables: dict | None = None  # set when loaded from the cache: states made on use
         self._complete = False
+        self._init_memos()
         # a vocabulary with a token for every byte spells anything, and the check is skipped:
         # it reads every terminal's DFA, which a lazily explored grammar has not built
         self.spells_all_bytes = bool(index.single_byte.all()) or \
             bool(index.single_byte[np.flatnonzero(dfa.used_bytes())].all())
         if not lazy or not self.spells_all_bytes:
             self.compile_all()
+
+    def _init_memos(self) -> None:
+        self._finished_row: torch.Tensor | None = None  # finished_row()
+        self._finished_bytes: bytes | None = None       # finished_row_bytes()
+        # per state, for masking/completion.py: the fewest bytes and the tokens that finish
+        self.completion_bytes_memo: dict[int, bytes | None] = {}
+        self.completions_memo: dict[int, list[int] | None] = {}
 
     # -- construction --------------------------------------------------------------------------
     @property
@@ -233,7 +241,7 @@ class TokenFSM:
 
     def finished_row(self) -> torch.Tensor:
         """The mask after EOS was consumed: only EOS again (what padding of a finished row needs)."""
-        if getattr(self, "_finished_row", None) is None:
+        if self._finished_row is None:
             bits = np.zeros(self.words * 32, bool)
             bits[self.eos_token_ids] = True
             self._finished_row = torch.from_numpy(np.packbits(bits, bitorder="little").view(np.int32))
@@ -244,7 +252,7 @@ class TokenFSM:
 
     def finished_row_bytes(self) -> bytes:
         """The finished row as matcher_step.c reads it (made once per FSM)."""
-        if getattr(self, "_finished_bytes", None) is None:
+        if self._finished_bytes is None:
             self._finished_bytes = self.finished_row_numpy().tobytes()
         return self._finished_bytes
 
@@ -345,6 +353,7 @@ class TokenFSM:
         self._states = [None] * len(self._state_row)
         self._records = [None] * len(self._state_row)
         self._complete = True
+        self._init_memos()
         self.spells_all_bytes = True
         return self
 

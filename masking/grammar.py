@@ -29,8 +29,9 @@ from lark import Token, Tree
 from lark.exceptions import GrammarError as LarkGrammarError
 from lark.exceptions import LarkError
 from lark.grammar import NonTerminal, Terminal
+from lark import load_grammar as lark_loader
 from lark.load_grammar import (PatternRE, PatternStr, PrepareLiterals, TerminalTreeToPattern,
-                               _literal_to_pattern, load_grammar, nr_deepcopy_tree)
+                               load_grammar, nr_deepcopy_tree)
 
 from .automaton import (DFA, NFA, Facts, LanguageFacts, Leaf, literal_dfa, refine, regex_fragment,
                         regex_tree_to_dfa)
@@ -53,9 +54,13 @@ _ESCAPED_STRING_BODY = r'(?:[^"\\\n]|\\[^\n])*'
 @dataclass
 class CompiledGrammar:
     dfa: DFA | StackDFA
-    source_hash: str  # the grammar text, its imports and the options, hashed
     recursive_rules: tuple[str, ...]
-    truncated: bool  # True when the depth bound removed some deeper nesting
+
+
+def lark_literal(token: Token) -> PatternStr | PatternRE:
+    """A string or regex literal of the grammar as Lark reads it (flags, escapes). Lark offers
+    this only as its private `_literal_to_pattern`: this is the one place that calls it."""
+    return lark_loader._literal_to_pattern(token)
 
 
 def _wrap_lark_error(exc: Exception) -> GrammarCompileError:
@@ -79,18 +84,15 @@ def check_options(start: str, max_recursion_depth: int) -> None:
 def compile_lark(text: str, *, start: str = "start", import_paths=(),
                  max_recursion_depth: int = DEFAULT_MAX_RECURSION_DEPTH) -> CompiledGrammar:
     check_options(start, max_recursion_depth)
-    grammar, used_files = parse_lark(text, import_paths)
-    return compile_parsed(grammar, grammar_hash(text, used_files, start, max_recursion_depth),
-                          start=start, max_recursion_depth=max_recursion_depth)
+    grammar, _ = parse_lark(text, import_paths)
+    return compile_parsed(grammar, start=start, max_recursion_depth=max_recursion_depth)
 
 
-def compile_parsed(grammar, source_hash: str, *, start: str, max_recursion_depth: int,
+def compile_parsed(grammar, *, start: str, max_recursion_depth: int,
                    lazy: bool = False) -> CompiledGrammar:
     """`lazy=True` returns a `StackDFA` whose states are computed on use (a grammar with `%ignore`
     excepted); otherwise the complete minimized `DFA`."""
-    compiled = _Compiler(grammar, start, max_recursion_depth).run(lazy)
-    compiled.source_hash = source_hash
-    return compiled
+    return _Compiler(grammar, start, max_recursion_depth).run(lazy)
 
 
 def grammar_hash(text: str, used_files: dict, start: str, max_recursion_depth: int) -> str:
@@ -197,7 +199,7 @@ class _Compiler:
         dfa = StackDFA(grammar)
         if not lazy or self.ignored is not None:
             dfa = dfa.explore()
-        return CompiledGrammar(dfa, "", tuple(sorted(self.heads)), grammar.truncated)
+        return CompiledGrammar(dfa, tuple(sorted(self.heads)))
 
     def rule_automaton(self, name: str) -> RuleAutomaton:
         nfa = NFA()
@@ -263,7 +265,7 @@ class _Compiler:
             return atom(("literal", token.type, token.value), lambda: self.pattern(token, where),
                         lambda: self.pattern_facts(token, where))
         if kind == "range":
-            lo, hi = (_literal_to_pattern(k).value for k in kids)
+            lo, hi = (lark_literal(k).value for k in kids)
             return atom(("range", lo, hi), lambda: _range_dfa(lo, hi, where),
                         lambda: LanguageFacts.fragment_codepoints(_range_of(lo, hi, where)))
         if kind == "expr":
@@ -373,7 +375,7 @@ class _Compiler:
     @staticmethod
     def _pattern_key(token: Token, where: str) -> tuple:
         try:
-            pat = _literal_to_pattern(token)
+            pat = lark_literal(token)
         except (LarkGrammarError, LarkError) as exc:
             raise GrammarCompileError(str(exc), where=where) from None
         return pat, (type(pat).__name__, pat.value, tuple(sorted(pat.flags)))

@@ -57,7 +57,6 @@ class Grammar:
         for r, st in enumerate(self.rule_start):
             self._start_of.setdefault(st, []).append(r)
         self._live: dict[int, list[bool]] = {}
-        self.truncated = False
 
     def child_depth(self, rule: int, depth: int) -> int:
         return depth - 1 if rule in self.heads else depth
@@ -68,10 +67,7 @@ class Grammar:
     def usable(self, symbol: int, depth: int) -> bool:
         if symbol >= 0:
             return not self.leaves[symbol].is_empty
-        d = self.child_depth(~symbol, depth)
-        if d < 0:
-            self.truncated = True
-        return self.productive(~symbol, d)
+        return self.productive(~symbol, self.child_depth(~symbol, depth))
 
     def live(self, depth: int) -> list[bool]:
         """Per joint state: can its rule still end from there, `depth` head entries left?"""

@@ -208,7 +208,7 @@ def test_recursion_bound_matches_the_unrolled_grammar(text, depth, seed):
         assert "max_recursion_depth" in str(exc)
         return
     parsed, _ = parse_lark(text)
-    lazy = compile_parsed(parsed, "", start="start", max_recursion_depth=depth, lazy=True).dfa
+    lazy = compile_parsed(parsed, start="start", max_recursion_depth=depth, lazy=True).dfa
     rng = random.Random(seed)
     for _ in range(25):
         for s in (sample_string(eager, rng, stop=0.3), sample_string(lazy, rng, stop=0.3),
