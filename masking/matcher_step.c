@@ -283,16 +283,29 @@ static int32_t state_of(long long value, const char *what) {
     return (int32_t)value;
 }
 
-/* A max_rollback value: -1 for None, else >= 0; -2 with an exception. */
+/* A max_rollback value: -1 for None, else >= 0 (a limit past PY_SSIZE_T_MAX is that: no history
+ * gets longer); -2 with an exception. Errors as PyCursor's: TypeError for what operator.index
+ * refuses, ValueError for any negative integer, however large. */
 static Py_ssize_t rollback_limit(PyObject *value) {
     if (value == Py_None) return -1;
-    Py_ssize_t limit = PyLong_AsSsize_t(value);
+    PyObject *index = PyNumber_Index(value);
+    if (index == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "max_rollback must be None or an integer, got %s",
+                         Py_TYPE(value)->tp_name);
+        }
+        return -2;
+    }
+    int overflow = 0;
+    long long limit = PyLong_AsLongLongAndOverflow(index, &overflow);
+    Py_DECREF(index);
     if (limit == -1 && PyErr_Occurred()) return -2;
-    if (limit < 0) {
+    if (overflow < 0 || (!overflow && limit < 0)) {
         PyErr_SetString(PyExc_ValueError, "max_rollback must be None or >= 0");
         return -2;
     }
-    return limit;
+    return overflow || limit > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : (Py_ssize_t)limit;
 }
 
 /* Drop the positions past max_rollback (written so that no sum can overflow). */
@@ -593,16 +606,37 @@ static PyObject *cursor_fill_at(Cursor *c, PyObject *const *args, Py_ssize_t nar
     return cursor_write_target(c);
 }
 
+/* Errors as PyCursor's: TypeError for what operator.index refuses (numpy integers are taken),
+ * ValueError for any integer out of range, however large. */
 static PyObject *cursor_rollback(Cursor *c, PyObject *arg) {
-    Py_ssize_t n = PyLong_AsSsize_t(arg);
-    if (n == -1 && PyErr_Occurred()) return NULL;
-    if (!ready(c)) return NULL;
-    Py_ssize_t undoable = c->hi - c->lo - 1;
-    if (n < 0 || n > undoable) {
-        PyErr_Format(PyExc_ValueError, "rollback(%zd): only %zd tokens can be undone", n, undoable);
+    PyObject *index = PyNumber_Index(arg);
+    if (index == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "rollback(n): n must be an integer, got %s",
+                         Py_TYPE(arg)->tp_name);
+        }
         return NULL;
     }
-    c->hi -= n;
+    if (!ready(c)) {
+        Py_DECREF(index);
+        return NULL;
+    }
+    int overflow = 0;
+    long long n = PyLong_AsLongLongAndOverflow(index, &overflow);
+    if (n == -1 && PyErr_Occurred()) {
+        Py_DECREF(index);
+        return NULL;
+    }
+    Py_ssize_t undoable = c->hi - c->lo - 1;
+    if (overflow || n < 0 || n > undoable) {
+        PyErr_Format(PyExc_ValueError, "rollback(%S): only %zd tokens can be undone", index,
+                     undoable);
+        Py_DECREF(index);
+        return NULL;
+    }
+    Py_DECREF(index);
+    c->hi -= (Py_ssize_t)n;
     Py_RETURN_NONE;
 }
 

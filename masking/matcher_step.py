@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import operator
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -111,10 +112,16 @@ class PyCursor:
 
     @max_rollback.setter
     def max_rollback(self, limit: int | None) -> None:
+        # errors and values as the C cursor's (a limit past sys.maxsize is sys.maxsize there)
         if limit is not None:
-            limit = operator.index(limit)
+            try:
+                limit = operator.index(limit)
+            except TypeError:
+                raise TypeError(f"max_rollback must be None or an integer, got "
+                                f"{type(limit).__name__}") from None
             if limit < 0:
                 raise ValueError("max_rollback must be None or >= 0")
+            limit = min(limit, sys.maxsize)
         self._max_rollback = limit
         if limit is not None and len(self._states) > limit + 1:
             del self._states[:-limit - 1], self._finished[:-limit - 1]
@@ -141,6 +148,11 @@ class PyCursor:
         return True
 
     def rollback(self, n: int) -> None:
+        try:
+            n = operator.index(n)  # as the C cursor: numpy integers are taken, floats are not
+        except TypeError:
+            raise TypeError(f"rollback(n): n must be an integer, got {type(n).__name__}") \
+                from None
         if n < 0 or n > len(self._states) - 1:
             raise ValueError(f"rollback({n}): only {len(self._states) - 1} tokens can be undone")
         if n:
@@ -183,6 +195,15 @@ def fill_new_target(cursor, bitmask: torch.Tensor, index: int | None) -> None:
     if bitmask.dtype != torch.int32:  # a conversion would mangle words (0x80000080 -> 128)
         raise ValueError(f"fill_bitmask: the bitmask must be int32 (bit t % 32 of word t // 32), "
                          f"got {bitmask.dtype}")
+    if index is not None:  # torch's own errors for a bad row name neither the call nor the row
+        try:
+            index = operator.index(index)  # ints, numpy integers, one-element integer tensors
+        except TypeError:
+            raise TypeError(f"fill_bitmask: index must be None or an integer (a row of the "
+                            f"bitmask), got {type(index).__name__}") from None
+        rows = bitmask.shape[0] if bitmask.dim() else 0
+        if not -rows <= index < rows:
+            raise IndexError(f"fill_bitmask: row {index} is outside a bitmask of {rows} rows")
     view = bitmask if index is None else bitmask[index]
     fsm = cursor.fsm
     if tuple(view.shape) != (fsm.words,):

@@ -530,3 +530,60 @@ def test_memory_counts_the_native_records(vocab, monkeypatch):
         len(r if type(r) is bytes else r[0]) for r in eager.step_inputs().records) + sum(
         8 * len(eager.state(s).length_next or ()) for s in range(eager.num_states))
     assert exceptions > 0
+
+
+def test_both_cursors_refuse_the_same_bad_arguments_with_the_same_errors(vocab):
+    """Each bad argument gives the same exception type and message from the C cursor and
+    PyCursor: TypeError for a token, count, limit or row that is not an integer; ValueError
+    for a count or limit out of range (however large) and for a fill target that is not an
+    int32 tensor of the mask's width (as apply_token_bitmask_); IndexError for a row outside
+    the bitmask."""
+    fsm = compile_grammar(CALLS, vocab)
+    words = fsm.words
+    bitmask = torch.zeros(2, words, dtype=torch.int32)
+
+    def set_limit(value):
+        def call(cursor):
+            cursor.max_rollback = value
+            return cursor.max_rollback
+        return call
+
+    cases = {
+        TypeError: [
+            lambda c: c.advance(1.5), lambda c: c.advance("1"), lambda c: c.advance(None),
+            lambda c: c.rollback(1.5), lambda c: c.rollback("1"), lambda c: c.rollback(None),
+            lambda c: c.fill_bitmask(bitmask, "0"), lambda c: c.fill_bitmask(bitmask, 1.5),
+            lambda c: c.fill_bitmask(bitmask, (0,)), lambda c: c.fill_bitmask(bitmask, slice(0, 1)),
+            set_limit("3"), set_limit(1.5), set_limit([]),
+        ],
+        ValueError: [
+            lambda c: c.rollback(-1), lambda c: c.rollback(1), lambda c: c.rollback(2**70),
+            lambda c: c.rollback(-2**70), lambda c: c.rollback(np.int64(5)),
+            set_limit(-1), set_limit(-2**70),
+            lambda c: c.fill_bitmask(None), lambda c: c.fill_bitmask([0] * words),
+            lambda c: c.fill_bitmask(np.zeros(words, np.int32)),
+            lambda c: c.fill_bitmask(torch.zeros(words, dtype=torch.int64)),
+            lambda c: c.fill_bitmask(torch.zeros(words)),
+            lambda c: c.fill_bitmask(torch.zeros(words + 1, dtype=torch.int32)),
+        ],
+        IndexError: [lambda c: c.fill_bitmask(bitmask, 99), lambda c: c.fill_bitmask(bitmask, -99),
+                     lambda c: c.fill_bitmask(bitmask, 2**70), lambda c: c.fill_bitmask(bitmask, -2**70)],
+    }
+    for expected, calls in cases.items():
+        for call in calls:
+            native_cursor, python_cursor = _cursor_pair(fsm, None)
+            kind, _ = _same_outcome(lambda: call(native_cursor), lambda: call(python_cursor))
+            assert kind is expected
+            # a refused argument changes nothing
+            assert (native_cursor.state, native_cursor.finished, native_cursor.max_rollback) == \
+                (fsm.start_state, False, None)
+    # what is taken is taken alike: numpy integers, and a limit past sys.maxsize
+    native_cursor, python_cursor = _cursor_pair(fsm, None)
+    first = fsm.allowed_tokens(fsm.start_state)[0]
+    assert _same_outcome(lambda: native_cursor.advance(np.int32(first)),
+                         lambda: python_cursor.advance(np.int32(first))) == ("ok", True)
+    assert _same_outcome(lambda: native_cursor.rollback(np.int64(1)),
+                         lambda: python_cursor.rollback(np.int64(1))) == ("ok", None)
+    import sys
+    assert _same_outcome(lambda: set_limit(2**70)(native_cursor),
+                         lambda: set_limit(2**70)(python_cursor)) == ("ok", sys.maxsize)
