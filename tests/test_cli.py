@@ -256,7 +256,7 @@ def test_bad_rows_are_one_line_before_the_model_loads(no_model, tmp_path, capsys
 
 
 def test_rows_with_a_byte_order_mark_are_read(tmp_path):
-    from octopus_models import cli
+    from octogram.octopus_models import cli
 
     rows = _rows_file(tmp_path)
     rows.write_bytes(b"\xef\xbb\xbf" + rows.read_bytes())
