@@ -98,6 +98,12 @@ def plot(results: dict[str, list], sources: list[str]) -> None:
     fig.savefig(PLOT, dpi=110)
 
 
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="a folder written by `octogram dataset build`")
@@ -110,8 +116,14 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--configs", default="fine-tuned|mask,fine-tuned|no mask,base|mask,base|no mask")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's choice); the section records it")
     ap.add_argument("--no-write", action="store_true", help="print, do not write RESULTS.md")
     args = ap.parse_args()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     data = Path(args.data)
     summary = json.loads((data / "summary.json").read_text())
@@ -147,8 +159,8 @@ def main() -> None:
     section = f"""## Accuracy: base vs fine-tuned, with and without the mask (`bench_accuracy.py`)
 
 Command: `{command_line()}` at revision {git_revision()}, {time.time() - started:.0f} s.
-Machine: {machine_summary(("torch", "transformers", "peft"))}.
-Adapter: {card.get('steps', '?')} steps on {card.get('data', {}).get('trained_rows', '?')} rows, prompt format {card.get('prompt_format', '?')}, wall time {card.get('wall_seconds_this_run', '?')} s.
+Machine: {machine_summary(("torch", "transformers", "peft"))}, {_threads()} torch thread(s).
+Adapter: {card.get('steps', '?')} steps on {card.get('data', {}).get('trained_rows', '?')} rows, prompt format {card.get('prompt_format', '?')}, wall time {card.get('wall_seconds_total', card.get('wall_seconds_this_run', '?'))} s.
 Held-out test APIs only (split by API: no API of these rows was trained on); greedy decoding; each row offers its own candidates (gold + three similar + `no_relevant_function`; negatives lack the gold); positives and negatives 1:1 per source.
 
 {body}
