@@ -163,8 +163,10 @@ def test_answer_loss_equals_full_logits_loss_with_padding(tiny_dir, rows, kind):
         from peft import LoraConfig, get_peft_model
 
         torch.manual_seed(2)
-        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                 task_type="CAUSAL_LM", init_lora_weights=False))
+        with ft._quiet_peft():  # peft's own deprecated call into transformers, as finetune() does
+            model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8,
+                                                     target_modules=["q_proj", "v_proj"],
+                                                     task_type="CAUSAL_LM", init_lora_weights=False))
         model.eval()
     encoded = ft._encode(tokenizer, rows, 512, Counter())
     batch = [0, 6, 7]  # positives and negatives: different lengths, so the batch is padded
