@@ -8,6 +8,7 @@ builder, with one symbol per edge, builds the rules' symbol automata (`grammar.s
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -332,13 +333,18 @@ def determinize(nfa: NFA, frag: tuple[int, int], max_states: int):
 
 def _coreachable(rows: list[list[int]], accepting: list[bool]) -> list[bool]:
     """Per state: can an accepting state be reached from it?"""
-    preds: list[list[int]] = [[] for _ in rows]
-    for q, row in enumerate(rows):
-        for t in set(row):
-            if t != DEAD:
-                preds[t].append(q)
-    live = list(accepting)
-    todo = [q for q, a in enumerate(accepting) if a]
+    return coreachable([[t for t in set(row) if t != DEAD] for row in rows], accepting)
+
+
+def coreachable(successors: Sequence[Iterable[int]], goal: Sequence[bool]) -> list[bool]:
+    """Per state of a graph given by its successor lists: can a `goal` state be reached from it
+    (a goal state reaches itself)?"""
+    preds: list[list[int]] = [[] for _ in successors]
+    for q, targets in enumerate(successors):
+        for t in targets:
+            preds[t].append(q)
+    live = list(goal)
+    todo = [q for q, g in enumerate(goal) if g]
     while todo:
         for q in preds[todo.pop()]:
             if not live[q]:

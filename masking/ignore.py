@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .automaton import DEAD
+from .automaton import DEAD, coreachable
 from .errors import GrammarCompileError
 from .regex import utf8_sequences
 
@@ -92,18 +92,7 @@ class PriorityNFA:
     def live(self) -> list[bool]:
         """Per state: can it still reach the end? (Threads that cannot never decide a match.)"""
         if self._live is None:
-            preds: list[list[int]] = [[] for _ in self.kind]
-            for s, targets in enumerate(self.out):
-                for t in targets:
-                    preds[t].append(s)
-            live = [k == _MATCH for k in self.kind]
-            todo = [s for s, ok in enumerate(live) if ok]
-            while todo:
-                for p in preds[todo.pop()]:
-                    if not live[p]:
-                        live[p] = True
-                        todo.append(p)
-            self._live = live
+            self._live = coreachable(self.out, [k == _MATCH for k in self.kind])
         return self._live
 
     def follow(self, starts, out: list[int], seen: set) -> bool:
