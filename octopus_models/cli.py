@@ -159,13 +159,13 @@ _INT64 = 2 ** 63  # top-k and seed travel as 64-bit integers
 def _check_text(text: str, what: str) -> None:
     """A non-empty, valid text (a command-line argument in bytes that are not UTF-8 arrives
     with lone surrogates, and so does a JSON string such as "\\ud800")."""
+    from .prompt import text_problem
+
     if not text.strip():
         raise InputError(f"{what} is empty")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InputError(f"{what} is not valid UTF-8 text (character {exc.start + 1} is "
-                         f"{text[exc.start]!r})") from None
+    problem = text_problem(text)
+    if problem is not None:
+        raise InputError(f"{what} {problem}")
 
 
 def _check_options(args: argparse.Namespace) -> None:
