@@ -8,13 +8,17 @@
 
 from .base import (AdapterError, ModelLoadError, apply_lora, cache_dir, default_model_dir,
                    load_model)
-from .generate import CallResult, Decoded, OctopusGenerator, decode
+from .decode import Decoded, Runner, decode
+from .generator import CallResult, OctopusGenerator
 from .hf import hf_decode
+from .backends import load_runner
+from .transformers_runner import TransformersRunner
 from .prompt import PROMPT_FORMAT_VERSION, render_prompt, render_target
 from .retrieval import select_candidates
 
 __all__ = [
     "load_model", "default_model_dir", "cache_dir", "apply_lora", "ModelLoadError",
-    "AdapterError", "OctopusGenerator", "CallResult", "Decoded", "decode", "hf_decode",
+    "AdapterError", "OctopusGenerator", "CallResult", "Decoded", "decode", "Runner",
+    "TransformersRunner", "load_runner", "hf_decode",
     "PROMPT_FORMAT_VERSION", "render_prompt", "render_target", "select_candidates",
 ]

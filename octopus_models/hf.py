@@ -1,6 +1,6 @@
 """The same grammar masks through Hugging Face `model.generate` (`GrammarLogitsProcessor`).
 
-`hf_decode` takes the arguments of `generate.decode` and returns the same `Decoded` rows, so the
+`hf_decode` takes the arguments of `decode.decode` and returns the same `Decoded` rows, so the
 two paths can be compared token for token. Pass sampling options (`do_sample`, `temperature`,
 `top_k`, `top_p`, `num_beams`...) through `**generate_kwargs`; the default is greedy. Extra
 `logits_processor`s given there run after the grammar's.
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .generate import Decoded, eos_token_ids
+from .decode import Decoded, eos_token_ids
 
 __all__ = ["hf_decode"]
 

@@ -280,7 +280,7 @@ class _FakeGenerator:
 
     def call_batch(self, requests, batch_size=8, **options):
         from octogram.grammars import FunctionCall
-        from octogram.octopus_models.generate import CallResult
+        from octogram.octopus_models.generator import CallResult
 
         self.batches.append([q for q, _ in requests])
         results = []
@@ -407,15 +407,18 @@ ANSWERS = {  # query -> what the (stand-in) model writes, in the grammar's ident
 def scripted_generator(monkeypatch):
     """The real OctopusGenerator (candidates, parsing, naming) around a stand-in for `decode`
     that writes ANSWERS, so these tests need no model."""
-    from octogram.octopus_models import cli
-    from octogram.octopus_models import generate as gen_module
+    from octogram.octopus_models import cli, Decoded, Runner
+    from octogram.octopus_models import generator as gen_module
 
     def fake_decode(model, tokenizer, prompts, grammars=None, **options):
         texts = [next(t for q, t in ANSWERS.items() if f"Query: {q}" in p) for p in prompts]
-        return [gen_module.Decoded([1, 2], t, "end") for t in texts]
+        return [Decoded([1, 2], t, "end") for t in texts]
+
+    class NoModel(Runner):
+        logits_width, eos_token_ids, pad_token_id = 8, [1], 0
 
     monkeypatch.setattr(gen_module, "decode", fake_decode)
-    gen = gen_module.OctopusGenerator(None, None, mask=False)
+    gen = gen_module.OctopusGenerator(NoModel(), None, mask=False)
     monkeypatch.setattr(cli, "_generator", lambda args: gen)
     return gen
 

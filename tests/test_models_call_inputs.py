@@ -10,7 +10,7 @@ import torch
 
 from octogram.grammars import GrammarError, load
 from octogram.octopus_models import base
-from octogram.octopus_models.generate import OctopusGenerator, decode
+from octogram.octopus_models import OctopusGenerator, decode
 from test_models_base import _tiny_model_dir
 
 WEATHER = Path(base.__file__).with_name("examples") / "weather.json"

@@ -10,7 +10,7 @@ import pytest
 
 from octogram.masking import Vocabulary, compile_grammar
 from octogram.octopus_models.base import load_model
-from octogram.octopus_models.generate import decode, eos_token_ids, logits_width
+from octogram.octopus_models.decode import decode, eos_token_ids, logits_width
 from octogram.octopus_models.hf import hf_decode
 
 pytestmark = pytest.mark.slow
@@ -235,7 +235,7 @@ def test_decoding_emits_no_future_warning(tiny_model):
     `past_key_values` before): no deprecation warning from decoding, nor from `hf_decode`."""
     import warnings
 
-    from octogram.octopus_models.generate import cache_keyword
+    from octogram.octopus_models.transformers_runner import cache_keyword
 
     assert cache_keyword(tiny_model) in ("cache", "past_key_values")
     with warnings.catch_warnings(record=True) as caught:
@@ -257,7 +257,7 @@ def test_decoding_emits_no_future_warning(tiny_model):
 
 
 def test_cache_keyword_follows_the_forward_signature():
-    from octogram.octopus_models.generate import cache_keyword
+    from octogram.octopus_models.transformers_runner import cache_keyword
 
     class New:
         def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs): ...
