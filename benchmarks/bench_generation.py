@@ -240,7 +240,7 @@ def _call_batch_or_each(gen: Any, requests: list, max_new_tokens: int,
     """A batch's results; when one grammar of the batch fails to compile, each row alone, and
     the failing rows as results with the error (so one bad document does not end the run)."""
     from octogram.masking import GrammarCompileError
-    from octogram.octopus_models.generate import CallResult
+    from octogram.octopus_models.generator import CallResult
 
     try:
         return gen.call_batch(requests, batch_size=len(requests), max_new_tokens=max_new_tokens)
