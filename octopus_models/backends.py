@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from .base import DEFAULT_ADAPTER, default_adapter_dir, load_model
+from . import base
+from .base import DEFAULT_ADAPTER, default_adapter_dir
 from .decode import Runner
 
 __all__ = ["BACKENDS", "load_runner", "choose_backend", "default_dtype"]
@@ -65,7 +66,7 @@ def load_runner(backend: str = "auto", *, model_dir: str | Path | None = None,
     if backend == "transformers":
         from .transformers_runner import TransformersRunner
 
-        model, tokenizer = load_model(model_dir, adapter=adapter,
+        model, tokenizer = base.load_model(model_dir, adapter=adapter,
                                       dtype=dtype or default_dtype(device), device=device,
                                       quiet=quiet)
         return TransformersRunner(model, tokenizer), tokenizer
@@ -94,6 +95,9 @@ def load_runner(backend: str = "auto", *, model_dir: str | Path | None = None,
         _Eos.generation_config = GenerationConfig.from_pretrained(default_model_dir(quiet=True))
     except OSError:
         pass
-    runner = LlamaCppRunner(default_gguf_path(quiet=quiet), lora=lora, threads=threads,
+    path = default_gguf_path(quiet=quiet)
+    if not quiet:
+        base._say(f"loading model from {path} (llama.cpp)")
+    runner = LlamaCppRunner(path, lora=lora, threads=threads,
                             eos_token_ids=eos_token_ids(_Eos(), tokenizer))
     return runner, tokenizer

@@ -135,7 +135,9 @@ def _print_requests(args: argparse.Namespace, result: Any, functions: Sequence[A
 
 
 def _generator(args: argparse.Namespace) -> Any:
-    from .base import DEFAULT_ADAPTER, AdapterError, ModelLoadError, load_model
+    from .backends import choose_backend, load_runner
+    from .base import DEFAULT_ADAPTER, AdapterError, ModelLoadError
+    from .contrib.llamacpp import LlamaCppError
     from .generator import OctopusGenerator
 
     if args.model is not None and not Path(args.model).is_dir():
@@ -146,10 +148,13 @@ def _generator(args: argparse.Namespace) -> Any:
         raise InputError("--adapter and --no-adapter cannot be used together")
     adapter = None if args.no_adapter else (args.adapter or DEFAULT_ADAPTER)
     try:
-        model, tokenizer = load_model(args.model, adapter=adapter)
-    except (ModelLoadError, AdapterError) as exc:
+        backend = choose_backend(args.backend, args.model)
+        runner, tokenizer = load_runner(backend, model_dir=args.model, adapter=adapter)
+    except ValueError as exc:  # AdapterError is one too
+        raise InputError(f"--backend: {exc}" if "backend" in str(exc) else str(exc)) from exc
+    except (ModelLoadError, LlamaCppError) as exc:
         raise InputError(str(exc)) from exc
-    return OctopusGenerator(model, tokenizer, mask=not args.no_mask,
+    return OctopusGenerator(runner, tokenizer, mask=not args.no_mask,
                             num_candidates=args.candidates)
 
 
@@ -501,6 +506,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-adapter", action="store_true",
                    help="the base model alone, without the shipped adapter")
     p.add_argument("--no-mask", action="store_true", help="decode without grammar constraints")
+    p.add_argument("--backend", choices=("auto", "transformers", "llama.cpp"), default="auto",
+                   help="what runs the model: llama.cpp (the embedded GGUF as it ships; needs "
+                   "the llamacpp extra), transformers, or auto (default): llama.cpp when it is "
+                   "installed and --model is not given, else transformers")
     p.add_argument("--candidates", type=int, default=4, metavar="K",
                    help="functions offered per query, besides no_relevant_function (default 4)")
     p.add_argument("--max-new-tokens", type=int, default=128, metavar="N",

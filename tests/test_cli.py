@@ -26,8 +26,12 @@ def loaded():
 
 @pytest.fixture
 def shared_model(loaded, monkeypatch):
-    """Reuse one loaded model across CLI runs (loading is tested by the first test)."""
+    """Reuse one loaded model across CLI runs (loading is tested by the first test), on the
+    transformers backend (the llama.cpp one has its own tests)."""
+    from octogram.octopus_models import backends
+
     monkeypatch.setattr(base, "load_model", lambda *a, **k: loaded)
+    monkeypatch.setattr(backends, "choose_backend", lambda *a, **k: "transformers")
 
 
 def _one_error_line(err: str) -> str:
@@ -203,7 +207,12 @@ def no_model(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the bad input was reported")
 
+    from octogram.octopus_models import backends
+    from octogram.octopus_models.contrib import llamacpp
+
     monkeypatch.setattr(base, "load_model", refuse)
+    monkeypatch.setattr(backends, "load_runner", refuse)
+    monkeypatch.setattr(llamacpp, "LlamaCppRunner", refuse)
 
 
 def _rows_file(tmp_path, queries=("What is the weather in Paris?",)) -> Path:
