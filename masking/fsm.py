@@ -20,7 +20,8 @@ from . import matcher_step
 from .automaton import DFA
 from .errors import GrammarCompileError
 from .matcher import Matcher
-from .token_fsm import RowStore, StateResult, cross_state, state_result
+from .crossing import cross_state
+from .state_table import RowStore, StateResult, state_result
 from .vocab_index import VocabIndex
 
 

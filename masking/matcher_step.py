@@ -26,7 +26,7 @@ from ..common import native_build
 
 if TYPE_CHECKING:
     from .fsm import TokenFSM
-    from .token_fsm import RowStore, StateResult
+    from .state_table import RowStore, StateResult
 
 SOURCE = Path(__file__).with_name("matcher_step.c")
 _module: ModuleType | bool | None = None  # False: it cannot be built here

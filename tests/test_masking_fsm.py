@@ -146,7 +146,7 @@ def test_fill_bitmask_into_any_target(vocab):
 def test_row_store_fill_writes_every_word_whatever_was_there():
     """Sparse rows are written as a memset plus the words that differ from it; rows at, just
     past and far past the sparse limit, on either background, overwrite garbage exactly."""
-    from octogram.masking.token_fsm import _SPARSE_FILL_WORDS, RowStore
+    from octogram.masking.state_table import _SPARSE_FILL_WORDS, RowStore
 
     rng = np.random.default_rng(5)
     words = 2 * _SPARSE_FILL_WORDS + 37
@@ -411,7 +411,7 @@ NAME: /[a-z]{3,}/
 def test_runs_of_alike_states_cross_like_a_plain_walk(vocab, text):
     """Every state that starts a run (a bounded repeat, one state per position) gets exactly the
     tokens and next states of the plain trie descent, from the shared exit walk."""
-    from octogram.masking import token_fsm as tf
+    from octogram.masking import crossing as tf
     from octogram.masking.vocab_index import vocab_index
 
     dfa = compile_lark(text).dfa
@@ -436,7 +436,7 @@ def _transitions(fsm):
 def test_whole_compiles_through_runs_and_loops_match_the_plain_walk(vocab, monkeypatch):
     """With the size thresholds lowered, every large-fanout state of a small vocabulary takes the
     loop-component or the run path inside `compile_grammar`: the FSM is the same as the plain one."""
-    from octogram.masking import token_fsm as tf
+    from octogram.masking import crossing as tf
 
     for text in (RUNS, CALLS):
         plain = compile_grammar(text, vocab, cache=False)
@@ -456,7 +456,7 @@ def test_next_state_by_token_length_is_the_same_fsm(vocab, monkeypatch):
     (past 1024 exceptions; the limit is lowered here so a small vocabulary takes that path): every
     allowed token goes where it went before, the device tables are identical, and so is a load
     of the compact form the cache writes."""
-    from octogram.masking import token_fsm as tf
+    from octogram.masking import state_table as tf
     from octogram.masking.fsm import TokenFSM
 
     plain = compile_grammar(RUNS, vocab, cache=False)
@@ -481,7 +481,7 @@ def test_next_state_by_token_length_is_the_same_fsm(vocab, monkeypatch):
 
 
 def test_per_length_states_survive_the_cache_file(vocab, monkeypatch):
-    from octogram.masking import token_fsm as tf
+    from octogram.masking import state_table as tf
     import octogram.masking.compile as compile_module
 
     monkeypatch.setattr(tf, "_LENGTH_MIN_EXCEPTIONS", 0)
@@ -504,7 +504,7 @@ def test_per_length_states_survive_the_cache_file(vocab, monkeypatch):
 def test_exception_sorting_and_per_length_defaults_match_plain_references():
     from collections import Counter
 
-    from octogram.masking.token_fsm import _next_by_length, _sorted_by_token
+    from octogram.masking.state_table import _next_by_length, _sorted_by_token
 
     rng = np.random.default_rng(9)
     for n in (0, 5, 4096, 4097, 30_000):

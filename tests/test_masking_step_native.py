@@ -13,7 +13,7 @@ import torch
 
 from octogram.common import native_build
 from octogram.masking import compile_grammar
-from octogram.masking import matcher_step, token_fsm
+from octogram.masking import matcher_step, state_table
 from octogram.masking.fsm import TokenFSM
 from octogram.masking.matcher_step import pack_record
 
@@ -43,9 +43,9 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def _fsms(vocab, grammar, monkeypatch, sparse_words, by_length):
-    monkeypatch.setattr(token_fsm, "_SPARSE_FILL_WORDS", sparse_words)
+    monkeypatch.setattr(state_table, "_SPARSE_FILL_WORDS", sparse_words)
     if by_length:
-        monkeypatch.setattr(token_fsm, "_LENGTH_MIN_EXCEPTIONS", 0)
+        monkeypatch.setattr(state_table, "_LENGTH_MIN_EXCEPTIONS", 0)
     eager = compile_grammar(grammar, vocab, cache=False, max_recursion_depth=3)
     lazy = compile_grammar(grammar, vocab, cache=False, lazy=True, max_recursion_depth=3)
     loaded = TokenFSM.from_tables(eager.tables(compact=True), eager.dfa, eager.index,
@@ -62,7 +62,7 @@ def _python_steps(fsm, s, tokens):
 
 
 @pytest.mark.parametrize("grammar", [CALLS, JSON, RUNS], ids=["calls", "json", "runs"])
-@pytest.mark.parametrize("sparse_words", [token_fsm._SPARSE_FILL_WORDS, 0])
+@pytest.mark.parametrize("sparse_words", [state_table._SPARSE_FILL_WORDS, 0])
 @pytest.mark.parametrize("by_length", [False, True])
 def test_native_step_and_fill_equal_the_python_ones(vocab, monkeypatch, grammar, sparse_words,
                                                     by_length):
@@ -262,7 +262,7 @@ def test_native_fill_and_bit_test_of_every_row_layout():
     vocabulary's rows are too short for an all-ones background): the native fill overwrites
     garbage exactly and the native bit test reads every token's bit."""
     module = _step_module()
-    from octogram.masking.token_fsm import _SPARSE_FILL_WORDS, RowStore
+    from octogram.masking.state_table import _SPARSE_FILL_WORDS, RowStore
 
     rng = np.random.default_rng(6)
     words = 2 * _SPARSE_FILL_WORDS + 37
@@ -323,7 +323,7 @@ def test_native_cursor_equals_the_python_cursor(vocab, monkeypatch, grammar, mod
     every kind of target: the C cursor and PyCursor agree on every result, error, state and
     mask. LONG makes histories longer than the C cursor's first allocation, with and without
     dropped positions."""
-    eager, lazy, loaded = _fsms(vocab, grammar, monkeypatch, token_fsm._SPARSE_FILL_WORDS, True)
+    eager, lazy, loaded = _fsms(vocab, grammar, monkeypatch, state_table._SPARSE_FILL_WORDS, True)
     fsm = {"eager": eager, "lazy": lazy, "loaded": loaded}[mode]
     native_cursor, python_cursor = _cursor_pair(fsm, max_rollback)
     eos = vocab.eos_token_ids[0]
@@ -519,7 +519,7 @@ def test_memory_counts_the_native_records(vocab, monkeypatch):
     whole size; a compiled FSM's states read their exceptions from their records, so those
     are counted once."""
     _step_module()
-    eager, _, loaded = _fsms(vocab, JSON, monkeypatch, token_fsm._SPARSE_FILL_WORDS, False)
+    eager, _, loaded = _fsms(vocab, JSON, monkeypatch, state_table._SPARSE_FILL_WORDS, False)
     before = loaded.memory_bytes()
     records = [loaded.record(s) for s in range(loaded.num_states)]
     packed = sum(len(r if type(r) is bytes else r[0]) for r in records)
