@@ -7,7 +7,7 @@ common, documented subset and are reported with a GrammarWarning. Integer format
 
 from __future__ import annotations
 
-from . import regex
+from . import patterns
 
 _DATE = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
 _TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]{1,9})?"
@@ -75,12 +75,12 @@ def string_format(name: str):
     return _parsed(APPROXIMATE_FORMATS[name]), False
 
 
-_CACHE: dict[str, regex.Node] = {}
+_CACHE: dict[str, patterns.Node] = {}
 
 
-def _parsed(source: str) -> regex.Node:
+def _parsed(source: str) -> patterns.Node:
     if source not in _CACHE:
-        _CACHE[source] = regex.parse(source)
+        _CACHE[source] = patterns.parse(source)
     return _CACHE[source]
 
 
@@ -127,7 +127,7 @@ def _non_negative(lo: int, hi: int | None) -> list[str]:
     def flush(unbounded: bool = False) -> None:
         if run:
             a, b = run[0] - 1, None if unbounded else run[-1] - 1
-            out.append("[1-9]" if b == 0 else "[1-9][0-9]" + regex.quantifier(a, b))
+            out.append("[1-9]" if b == 0 else "[1-9][0-9]" + patterns.quantifier(a, b))
             run.clear()
 
     length = len(str(lo))

@@ -15,11 +15,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import formats, regex
+from . import formats, patterns
 from .errors import GrammarError, Reporter
 from .ir import AnyV, Arr, Bool, Def, Int, Lit, Map, Node, Null, Num, Obj, Str, Union
 from .lower import Lowering, collect_warnings, lower_function
-from .regex_size import MAX_PATTERN_STATES
+from .pattern_size import MAX_PATTERN_STATES
 from .spec import NO_RELEVANT_FUNCTION, FunctionSpec
 from .values import render
 
@@ -181,7 +181,7 @@ class _Emitter:
 
     def _string(self, node: Str, hint: str) -> str:
         if node.regex is not None:
-            return self.terminal(hint, '/"' + regex.to_literal_regex(node.regex) + '"/')
+            return self.terminal(hint, '/"' + patterns.to_literal_regex(node.regex) + '"/')
         lo, hi = node.min_len, node.max_len
         if (lo, hi) == (0, None):
             return self.use("STRING")

@@ -19,7 +19,7 @@ Decisions an engineer needs to know (the README repeats them):
   `dependencies`, `patternProperties`, `propertyNames`, `contains`, `unevaluated*`,
   `min/maxProperties` on closed objects (unless implied), unsupported patterns, unknown or
   approximate formats, `oneOf` whose branches can overlap, a second pattern/format in `allOf`,
-  a pattern whose automaton needs more than `max_pattern_states` states (`regex_size.py`; the
+  a pattern whose automaton needs more than `max_pattern_states` states (`pattern_size.py`; the
   report names the function and parameter).
 """
 
@@ -32,8 +32,8 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from . import formats, regex
-from .regex_size import MAX_PATTERN_STATES, exceeds_states
+from . import formats, patterns
+from .pattern_size import MAX_PATTERN_STATES, exceeds_states
 from .errors import GrammarError, GrammarWarning
 from .ir import AnyV, Arr, Bool, Def, Int, Lit, Map, Node, Null, Num, Obj, Str, Union, union
 from .refs import RefTable, escape_token, graph_of
@@ -81,11 +81,11 @@ def _pattern_ast(pattern: str):
     """(full-match AST, None) or (None, reason); cached."""
     if pattern not in _PATTERNS:
         try:
-            ast = regex.full_match(regex.parse(pattern))
-            if regex.is_empty(ast):
-                raise regex.RegexUnsupported("the pattern matches nothing")
+            ast = patterns.full_match(patterns.parse(pattern))
+            if patterns.is_empty(ast):
+                raise patterns.RegexUnsupported("the pattern matches nothing")
             _PATTERNS[pattern] = (ast, None)
-        except regex.RegexUnsupported as e:
+        except patterns.RegexUnsupported as e:
             _PATTERNS[pattern] = (None, str(e))
         except RecursionError:
             _PATTERNS[pattern] = (None, "pattern nested too deeply")
@@ -528,7 +528,7 @@ class Lowering:
             lo, hi = self._bounded(min_len, max_len, "minLength", "maxLength", loc)
             return Str(None, lo, hi)
         if min_len or max_len is not None:
-            single = regex.single_repeat(ast)
+            single = patterns.single_repeat(ast)
             if single is not None:
                 ranges, a, b = single
                 lo = max(a, min_len)
@@ -540,14 +540,14 @@ class Lowering:
                 for key in ("minLength", "maxLength"):
                     if key in s:
                         self.warn(f"'{key}' beside a pattern or format is not expressed", loc, key)
-        ast, clipped = regex.bound_repeats(ast, self.max_repeat)
+        ast, clipped = patterns.bound_repeats(ast, self.max_repeat)
         if clipped:
             self.warn(f"a repetition bound above {self.max_repeat} in the pattern or length is not expressed", loc,
                       "pattern" if pattern is not None else "maxLength")
-        if regex.is_search(ast):
-            ast, clipped = regex.bound_search_repeats(ast, regex.SEARCH_MAX_SPREAD)
+        if patterns.is_search(ast):
+            ast, clipped = patterns.bound_search_repeats(ast, patterns.SEARCH_MAX_SPREAD)
             if clipped:
-                self.warn(f"an upper repetition bound more than {regex.SEARCH_MAX_SPREAD} above "
+                self.warn(f"an upper repetition bound more than {patterns.SEARCH_MAX_SPREAD} above "
                           "the lower one, in a pattern not anchored at the start, is not expressed "
                           "(searching for it from every position needs an automaton of millions "
                           "of states)", loc, "pattern")

@@ -14,7 +14,7 @@ import random
 import re
 from typing import Any
 
-from . import regex
+from . import patterns
 from .errors import GrammarError
 from .ir import AnyV, Arr, Bool, Def, Int, Lit, Map, Node, Null, Num, Obj, Str, Union
 
@@ -43,7 +43,7 @@ def render(value: Any, style: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(ast: tuple) -> re.Pattern:
-    return re.compile(regex.to_value_regex(ast))
+    return re.compile(patterns.to_value_regex(ast))
 
 
 def describe(node: Node) -> str:
@@ -250,9 +250,9 @@ def sample(node: Node, rng: random.Random) -> Any:
         return sample(rng.choice(node.alts), rng)
     if isinstance(node, Str):
         if node.regex is not None:
-            return regex.sample(node.regex, rng)
+            return patterns.sample(node.regex, rng)
         hi = node.min_len + 8 if node.max_len is None else min(node.max_len, node.min_len + 8)
-        return "".join(regex.sample_char(regex.ANY, rng) for _ in range(rng.randint(node.min_len, hi)))
+        return "".join(patterns.sample_char(patterns.ANY, rng) for _ in range(rng.randint(node.min_len, hi)))
     if isinstance(node, Int):
         lo = node.lo if node.lo is not None else (node.hi - 1000 if node.hi is not None else -1000)
         hi = node.hi if node.hi is not None else lo + 2000
@@ -286,7 +286,7 @@ def sample(node: Node, rng: random.Random) -> Any:
         n = rng.randint(node.min_size, max(node.min_size, min(hi, node.min_size + 3)))
         out: dict[str, Any] = {}
         while len(out) < n:
-            out[regex.sample(("rep", ("set", regex.ANY), 0, 6), rng) + str(len(out))] = sample(node.value, rng)
+            out[patterns.sample(("rep", ("set", patterns.ANY), 0, 6), rng) + str(len(out))] = sample(node.value, rng)
         return out
     if isinstance(node, AnyV):
         return _sample_json(node.depth, rng)
@@ -313,7 +313,7 @@ def _bounded_number(node: Num, rng: random.Random) -> Any:
 def _sample_json(depth: int, rng: random.Random) -> Any:
     kind = rng.randrange(7 if depth > 0 else 5)
     if kind == 0:
-        return regex.sample(("rep", ("set", regex.ANY), 0, 8), rng)
+        return patterns.sample(("rep", ("set", patterns.ANY), 0, 8), rng)
     if kind == 1:
         return rng.randint(-10**6, 10**6)
     if kind == 2:

@@ -12,7 +12,7 @@ Face logits processor.
 
 from .compile import compile_grammar
 from .completion import shortest_completion
-from .errors import GrammarCompileError, GrammarViolation
+from .compile_errors import GrammarCompileError, GrammarViolation
 from ..common.layouts import FSMTables, bitmask_words
 from .fsm import TokenFSM
 from .grammar import DEFAULT_MAX_RECURSION_DEPTH

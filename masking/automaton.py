@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GrammarCompileError
+from .compile_errors import GrammarCompileError
 from .regex import utf8_sequences
 
 DEAD = -1

@@ -18,7 +18,7 @@ import torch
 from ..common.layouts import FSMTables, bitmask_words, fsm_tables
 from . import matcher_step
 from .automaton import DFA
-from .errors import GrammarCompileError
+from .compile_errors import GrammarCompileError
 from .matcher import Matcher
 from .crossing import cross_state
 from .state_table import RowStore, StateResult, state_result

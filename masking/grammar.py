@@ -36,7 +36,7 @@ from lark.load_grammar import (PatternRE, PatternStr, PrepareLiterals, TerminalT
 from .automaton import (DFA, NFA, Facts, LanguageFacts, Leaf, literal_dfa, refine, regex_fragment,
                         regex_tree_to_dfa)
 from .stack_dfa import Grammar, RuleAutomaton, StackDFA
-from .errors import GrammarCompileError
+from .compile_errors import GrammarCompileError
 from .ignore import Ignored
 from .regex import literal as literal_tree
 from .regex import normalize, parse_regex

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .automaton import DEAD, coreachable
-from .errors import GrammarCompileError
+from .compile_errors import GrammarCompileError
 from .regex import utf8_sequences
 
 _BYTE, _SPLIT, _MATCH = 0, 1, 2

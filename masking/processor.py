@@ -15,7 +15,7 @@ import torch
 from transformers import LogitsProcessor
 
 from ..common.layouts import bitmask_words
-from .errors import GrammarViolation
+from .compile_errors import GrammarViolation
 from .fsm import TokenFSM
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import sys
 
-from .errors import GrammarCompileError
+from .compile_errors import GrammarCompileError
 
 MAX_CODEPOINT = sys.maxunicode
 Ranges = tuple[tuple[int, int], ...]

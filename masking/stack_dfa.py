@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .automaton import DEAD, DFA, Leaf, hash_weights, minimize, refine
-from .errors import GrammarCompileError
+from .compile_errors import GrammarCompileError
 from .ignore import Ignored
 
 ROOT = -1  # the continuation after the start rule: the grammar may end

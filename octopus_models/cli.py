@@ -580,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
     if argv[:1] == ["grammar"]:
-        from octogram.grammars.cli import grammar_command
+        from octogram.grammars.grammar_command import grammar_command
 
         return grammar_command(argv[1:])
     if argv[:1] in (["dataset"], ["finetune"]):

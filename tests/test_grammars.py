@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from octogram.grammars import (COMMON_LARK_DIR, NO_DEFAULT, NO_RELEVANT_FUNCTION, FunctionCall,
                                FunctionSpec, GrammarError, GrammarWarning, Parameter, load,
                                parse_call, sample_call, to_lark)
-from octogram.grammars.cli import grammar_command
+from octogram.grammars.grammar_command import grammar_command
 from test_grammars_support import accepts, check_function, lark_parser
 
 PETSTORE = {
@@ -720,10 +720,10 @@ def test_many_functions_share_one_grammar_without_mixing_them_up():
 
 
 def test_writer_never_confuses_a_freed_node_with_a_new_one():
-    from octogram.grammars import regex
+    from octogram.grammars import patterns
     from octogram.grammars.generate import _Emitter
     from octogram.grammars.ir import Str
     emitter = _Emitter("python", 64)
     # each node is dropped right after use; CPython then hands its address to the next one
-    names = [emitter.expr(Str(regex.full_match(regex.parse(f"^a{{{i + 1}}}$"))), f"h{i}") for i in range(50)]
+    names = [emitter.expr(Str(patterns.full_match(patterns.parse(f"^a{{{i + 1}}}$"))), f"h{i}") for i in range(50)]
     assert len(set(names)) == 50

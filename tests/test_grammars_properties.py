@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from octogram.grammars import FunctionSpec, GrammarWarning, Parameter, parse_call, sample_call, to_lark
-from octogram.grammars import formats, regex
+from octogram.grammars import formats, patterns
 from test_grammars_support import accepts, check_function, lark_parser
 
 PATTERNS = ["^[a-z]+$", "^[A-Z]{2,3}-[0-9]{1,4}$", "abc", "^(foo|bar)?baz$", "[^/]+", "^\\S*$",
@@ -124,18 +124,18 @@ def test_random_schemas(params, style, seed):
 def test_literal_regex_agrees_with_value_regex(pattern):
     """The grammar's regex over quoted literals accepts exactly the JSON spellings of the
     strings the pattern matches (checked against Python's re on the values)."""
-    ast = regex.full_match(regex.parse(pattern))
-    parser = lark.Lark('start: S\nS: /"' + regex.to_literal_regex(ast) + '"/', parser="earley", lexer="dynamic")
-    python = re.compile(regex.to_value_regex(ast))
+    ast = patterns.full_match(patterns.parse(pattern))
+    parser = lark.Lark('start: S\nS: /"' + patterns.to_literal_regex(ast) + '"/', parser="earley", lexer="dynamic")
+    python = re.compile(patterns.to_value_regex(ast))
     # Python's re reads these like ECMA-262 except for \s \w \d and "." (Unicode / line ends)
     comparable = not re.search(r"\\[sSwWdDpP]|(?<!\\)\.", pattern)
     ecma_like = re.compile(pattern.replace("\\u00e9", "\u00e9")) if comparable else None
     rng = random.Random(pattern)
     for i in range(300):
         if i % 2:
-            value = regex.sample(ast, rng)
+            value = patterns.sample(ast, rng)
         else:
-            value = regex.sample(("rep", ("set", regex.ANY), 0, 5), rng)
+            value = patterns.sample(("rep", ("set", patterns.ANY), 0, 5), rng)
         literal = json.dumps(value, ensure_ascii=False)
         expected = python.fullmatch(value) is not None
         assert accepts(parser, literal) == expected, (pattern, value)
@@ -150,8 +150,8 @@ def test_unanchored_counted_repeats_stay_small():
     from octogram.masking.automaton import regex_tree_to_dfa
     from octogram.masking.regex import parse_regex
 
-    ast = regex.full_match(regex.parse("[A-Za-z][-0-9A-Za-z]{1,63}"))
-    dfa = regex_tree_to_dfa(parse_regex('"' + regex.to_literal_regex(ast) + '"', ""))
+    ast = patterns.full_match(patterns.parse("[A-Za-z][-0-9A-Za-z]{1,63}"))
+    dfa = regex_tree_to_dfa(parse_regex('"' + patterns.to_literal_regex(ast) + '"', ""))
     assert len(dfa.trans) < 64
 
 
@@ -160,7 +160,7 @@ def test_a_pattern_whose_automaton_explodes_is_reported_when_the_grammar_is_writ
     would fail seconds and gigabytes into generation. The report names the function, the
     parameter and the document pointer; strict mode refuses; the limit is an option."""
     from octogram.grammars import GrammarError, load
-    from octogram.grammars.regex_size import exceeds_states
+    from octogram.grammars.pattern_size import exceeds_states
 
     tool = {"type": "function", "function": {"name": "find_code", "parameters": {
         "type": "object", "required": ["code"],
@@ -176,7 +176,7 @@ def test_a_pattern_whose_automaton_explodes_is_reported_when_the_grammar_is_writ
     with pytest.raises(GrammarError, match="max_pattern_states must be a positive integer"):
         to_lark(specs, max_pattern_states=0)
     # a bound large enough keeps a pattern just within it; small patterns cost their own size
-    ast = regex.full_match(regex.parse("^[ab]*a[ab]{8}$"))
+    ast = patterns.full_match(patterns.parse("^[ab]*a[ab]{8}$"))
     assert not exceeds_states(ast, 10_000) and exceeds_states(ast, 100)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -189,8 +189,8 @@ def test_a_pattern_whose_automaton_explodes_is_reported_when_the_grammar_is_writ
     ("a^b", "anchor"), ("(?i)abc", "flags"), ("a++", "repeat"), ("[z-a]", "order"),
 ])
 def test_unsupported_patterns_are_refused(pattern, why):
-    with pytest.raises(regex.RegexUnsupported, match=why):
-        regex.full_match(regex.parse(pattern))
+    with pytest.raises(patterns.RegexUnsupported, match=why):
+        patterns.full_match(patterns.parse(pattern))
 
 
 def test_integer_ranges_exhaustively():
@@ -218,7 +218,7 @@ def test_format_samples_are_well_formed(name):
     checks = {"date": r"\d{4}-\d\d-\d\d", "uuid": r"[0-9a-fA-F-]{36}", "ipv4": r"(\d{1,3}\.){3}\d{1,3}",
               "email": r"[^@\s]+@[^@\s]+\.[^@\s]+", "date-time": r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)"}
     for _ in range(50):
-        value = regex.sample(ast, rng)
+        value = patterns.sample(ast, rng)
         if name in checks:
             assert re.fullmatch(checks[name], value), (name, value)
         if name == "byte":
@@ -230,11 +230,11 @@ def test_unicode_general_categories():
     import unicodedata
     rng = random.Random(5)
     for name, short in (("Lu", "Lu"), ("Letter", "L"), ("gc=Nd", "Nd"), ("Z", "Z")):
-        ranges = regex.unicode_property(name)
+        ranges = patterns.unicode_property(name)
         for _ in range(2000):
             cp = rng.randrange(0x30000)
-            assert regex.contains(ranges, cp) == unicodedata.category(chr(cp)).startswith(short), (name, hex(cp))
-    assert regex.unicode_property("Script=Latin") is None
+            assert patterns.contains(ranges, cp) == unicodedata.category(chr(cp)).startswith(short), (name, hex(cp))
+    assert patterns.unicode_property("Script=Latin") is None
 
 
 def test_number_ranges_against_exact_arithmetic():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-from .regex import Node
+from .patterns import Node
 
 MAX_PATTERN_STATES = 10_000  # the default bound; `to_lark(max_pattern_states=...)` changes it
 _MAX_NFA_STATES = 200_000

@@ -65,7 +65,7 @@ def grammar_command(argv: list[str]) -> int:
     return 0
 
 
-def main() -> None:  # `python -m octogram.grammars.cli SOURCE ...`
+def main() -> None:  # `python -m octogram.grammars.grammar_command SOURCE ...`
     sys.exit(grammar_command(sys.argv[1:]))
 
 
