@@ -136,7 +136,7 @@ def _print_requests(args: argparse.Namespace, result: Any, functions: Sequence[A
 
 def _generator(args: argparse.Namespace) -> Any:
     from .backends import choose_backend, load_runner
-    from .base import DEFAULT_ADAPTER, AdapterError, ModelLoadError
+    from .base import DEFAULT_ADAPTER, ModelLoadError
     from .contrib.llamacpp import LlamaCppError
     from .generator import OctopusGenerator
 

@@ -25,7 +25,6 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from octogram.grammars import FunctionSpec, GrammarError, to_lark
 
