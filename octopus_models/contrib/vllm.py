@@ -126,7 +126,7 @@ def grammar_from_options(options: Mapping[str, Any]) -> str:
         return text
     # Memoized on the canonical JSON: the worker derives the text again for every request.
     try:
-        key = json.dumps(options, sort_keys=True)
+        key = json.dumps(options)  # not sort_keys: parameter order is the call's order
     except (TypeError, ValueError) as exc:
         raise ValueError(f"octogram: the options are not JSON-serializable: {exc}")
     return _functions_grammar(key)
