@@ -10,7 +10,10 @@ the kernels mask it in place). Rows need no padding: each sequence has its own p
 Prefix reuse: the prompts a runner prefilled stay in the cache as sequences of their own (the
 last `prefix_cache` of them); a batch whose rows share `min_prefix` or more tokens with one
 copies those cells into each row (`llama_memory_seq_cp`, which shares cells and computes
-nothing) and prefills only the rest.
+nothing) and prefills only the rest. On a model with sliding-window layers a prompt is kept
+only while it fits the window: llama.cpp hands a cell that one sequence alone holds to new
+tokens once that sequence's window has passed it (`swa_full` or not), so a longer kept
+prompt loses the cells a shorter reuse of it still needs.
 
 Build: llama.cpp's AMX matmul path crashes in `llama_decode` on some Intel CPUs with AMX
 (ggml-org/llama.cpp#20824), and a default build (`GGML_NATIVE=ON`) turns it on wherever the
@@ -143,6 +146,7 @@ class LlamaCppRunner(Runner):
         self._lora_scale = float(lora_scale)
         self.threads = int(threads or torch.get_num_threads())
         self.prefix_cache, self.min_prefix = int(prefix_cache), int(min_prefix)
+        self._window = int(ll.llama_model_n_swa(self._model))  # 0: no sliding-window layers
         self._ctx = None
         self._n_ctx, self._max_batch = int(n_ctx), int(max_batch)
         self._kept: OrderedDict[tuple[int, ...], int] = OrderedDict()  # prompt -> its sequence
@@ -164,7 +168,7 @@ class LlamaCppRunner(Runner):
         params.n_seq_max = self._max_batch + self.prefix_cache
         params.n_threads = params.n_threads_batch = self.threads
         params.kv_unified = True  # sequences share cells: a copied prefix costs nothing
-        params.swa_full = True  # keep every cell of sliding-window layers, so copies stay whole
+        params.swa_full = True  # sliding layers get as many cells as the others, never fewer
         params.no_perf = True
         self._ctx = ll.llama_init_from_model(self._model, params)
         if not self._ctx:
@@ -220,11 +224,14 @@ class LlamaCppRunner(Runner):
         self.reused_tokens = reuse
         self._next = [reuse] * len(prompts)
         self._decode([p[reuse:] for p in prompts])
-        self._keep_prefix(prompts[0] if len(prompts) == 1 else shared)
+        self._keep_prefix(prompts[0] if len(prompts) == 1 else shared, len(prompts[0]))
 
-    def _keep_prefix(self, tokens: list[int]) -> None:
+    def _keep_prefix(self, tokens: list[int], span: int) -> None:
+        """Keep row 0's cells of `tokens` (a prefix of its `span`-token prompt) as a sequence."""
         if self.prefix_cache <= 0 or len(tokens) < self.min_prefix:
             return
+        if self._window and span >= self._window:
+            return  # its oldest cells may be overwritten (module docstring)
         key = tuple(tokens)
         if any(k[:len(key)] == key for k in self._kept):
             return
